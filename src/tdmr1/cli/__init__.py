@@ -1,0 +1,1 @@
+"""Command-line interface: `tdmr1 <command>`, a thin layer over the library."""

@@ -1,0 +1,109 @@
+"""Model commands: `tdmr1 pretrain`, `tdmr1 sample`, `tdmr1 eval`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from tdmr1.config import from_dict, load_config
+from tdmr1.errors import CheckpointError
+from tdmr1.generate import SamplingConfig
+
+console = Console()
+
+SET_HELP = "config override key=value (repeatable), e.g. --set steps=100"
+
+
+def pretrain_command(
+    world: str = typer.Option("shapes", help="embedded world"),
+    config: Path | None = typer.Option(None, help="YAML config (defaults: `tdmr1 config show pretrain`)"),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    out: Path = typer.Option(Path("runs/pretrain"), help="run folder (state, logs, grids, exported model)"),
+    resume: bool = typer.Option(True, help="continue from the run folder's state if there is one"),
+) -> None:
+    """Pretrain the multi-step teacher on the world's web-like captions (flow matching)."""
+    from tdmr1.training.pretrain import PretrainConfig, pretrain
+
+    cfg = load_config(PretrainConfig, config, [f"world={world}", *set_])
+    model_dir = pretrain(cfg, out, resume=resume)
+    console.print(f"teacher saved to {model_dir}")
+
+
+def _sampling(model_meta: dict, steps: int | None, cfg: float | None, sampler: str | None,
+              shift: float | None) -> SamplingConfig:
+    """Checkpoint's recommended sampling, overridden by whatever the user gave."""
+    base = dict(model_meta.get("sampling", {}))
+    for key, value in (("steps", steps), ("cfg", cfg), ("sampler", sampler), ("shift", shift)):
+        if value is not None:
+            base[key] = value
+    return from_dict(SamplingConfig, base)
+
+
+def _load(checkpoint: Path):
+    from tdmr1.models.embedded import EmbeddedT2I
+
+    if not checkpoint.exists():
+        raise CheckpointError(f"checkpoint not found: {checkpoint}")
+    return EmbeddedT2I.load(checkpoint).eval()
+
+
+def sample_command(
+    checkpoint: Path = typer.Option(..., help="model folder (config.json + model.safetensors)"),
+    prompts: Path = typer.Option(..., help="GenEval metadata jsonl, or plain text with one prompt a line"),
+    out: Path = typer.Option(..., help="output folder (GenEval layout)"),
+    steps: int | None = typer.Option(None, help="sampling steps (default: the checkpoint's)"),
+    cfg: float | None = typer.Option(None, help="CFG scale (default: the checkpoint's)"),
+    sampler: str | None = typer.Option(None, help="euler | dpm (default: the checkpoint's)"),
+    shift: float | None = typer.Option(None, help="schedule time shift (default: the checkpoint's)"),
+    seed: int = typer.Option(0, help="base seed; image j of prompt i uses seed + i*M + j"),
+    images_per_prompt: int = typer.Option(4, help="images per prompt (M)"),
+    batch_size: int = typer.Option(64, help="images per forward pass"),
+) -> None:
+    """Sample images for a prompt file into GenEval's folder layout."""
+    from tdmr1.evaluate import sample_to_folder
+    from tdmr1.worlds.shapes.prompts import read_prompt_file
+
+    model = _load(checkpoint)
+    metadata = read_prompt_file(prompts)
+    sampling = _sampling(model.meta, steps, cfg, sampler, shift)
+    seconds = sample_to_folder(model, metadata, out, sampling, images_per_prompt, seed, batch_size)
+    n = len(metadata) * images_per_prompt
+    console.print(f"{n} images ({sampling.nfe} NFE, {sampling.sampler}, cfg {sampling.cfg}) "
+                  f"in {seconds:.1f} s -> {out}")
+
+
+def eval_command(
+    world: str = typer.Option("shapes", help="embedded world whose benchmark to run"),
+    checkpoint: Path = typer.Option(..., help="model folder"),
+    steps: int | None = typer.Option(None, help="sampling steps (default: the checkpoint's)"),
+    cfg: float | None = typer.Option(None, help="CFG scale (default: the checkpoint's)"),
+    sampler: str | None = typer.Option(None, help="euler | dpm (default: the checkpoint's)"),
+    shift: float | None = typer.Option(None, help="schedule time shift (default: the checkpoint's)"),
+    images_per_prompt: int = typer.Option(4, help="images per benchmark prompt"),
+    limit_prompts: int | None = typer.Option(None, help="evaluate a deterministic slice of N prompts per tag"),
+    seed: int = typer.Option(0, help="base seed of the fixed per-image seeds"),
+    out: Path = typer.Option(Path("eval_out"), help="folder for images and results.json"),
+    json_out: Path | None = typer.Option(None, "--json", help="also write the results JSON here"),
+) -> None:
+    """Sample the benchmark suite, score it, print the per-tag table and write JSON."""
+    import json
+
+    from tdmr1.evaluate import evaluate
+    from tdmr1.scoring import print_summary
+
+    model = _load(checkpoint)
+    sampling = _sampling(model.meta, steps, cfg, sampler, shift)
+    result = evaluate(model, world, sampling, out, images_per_prompt, limit_prompts, seed)
+    print_summary(result, title=f"{world}: {checkpoint} @ {sampling.nfe} NFE ({sampling.sampler}, "
+                                f"cfg {sampling.cfg}, {result['sampling_seconds']} s)")
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pretrain")(pretrain_command)
+    app.command("sample")(sample_command)
+    app.command("eval")(eval_command)

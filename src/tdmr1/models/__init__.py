@@ -1,0 +1,1 @@
+"""Models: the embedded pixel-space text-to-image backbone, its tokenizer and text encoder."""

@@ -1,0 +1,123 @@
+"""Teacher pretraining: rectified-flow training of the embedded model on a world's captioned images."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tdmr1.config import option, to_dict
+from tdmr1.errors import ConfigError
+from tdmr1.flow import add_noise, sample_logit_normal, velocity_from_x0_eps
+from tdmr1.generate import SamplingConfig, from_uint8, generate_images
+from tdmr1.models.embedded import BackboneConfig, EmbeddedT2I
+from tdmr1.models.tokenizer import WordTokenizer
+from tdmr1.training.ema import EMA
+from tdmr1.training.progress import RunLogger
+from tdmr1.training.state import has_training_state, load_training_state, save_training_state
+from tdmr1.utils.grid import save_grid
+from tdmr1.worlds import get_world
+
+
+@dataclass
+class PretrainConfig:
+    """Teacher pretraining (flow matching with caption dropout for CFG, logit-normal t, EMA)."""
+
+    world: str = option("shapes", "embedded world whose captioned images are the training data")
+    backbone: BackboneConfig = option(factory=BackboneConfig, doc="denoiser and text encoder shape")
+    sampling: SamplingConfig = option(factory=SamplingConfig, doc="recommended sampling, saved in the model")
+    steps: int = option(20000, "optimizer steps")
+    batch_size: int = option(64, "images per step")
+    lr: float = option(3e-4, "AdamW learning rate (after warm-up)")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    warmup_steps: int = option(200, "linear learning-rate warm-up")
+    grad_clip: float = option(1.0, "gradient-norm clip")
+    caption_dropout: float = option(0.1, "probability of training on the empty prompt (enables CFG)")
+    t_mean: float = option(0.0, "logit-normal timestep mean")
+    t_std: float = option(1.0, "logit-normal timestep std")
+    ema_decay: float = option(0.999, "EMA decay of the exported weights")
+    seed: int = option(0, "seed of data, noise and init")
+    threads: int = option(0, "torch CPU threads (0 = torch default)")
+    log_every: int = option(20, "TensorBoard scalars every N steps")
+    checkpoint_every: int = option(250, "resumable state + exported EMA model every N steps")
+    snapshot_every: int = option(1000, "keep an EMA snapshot every N steps (for learning curves; 0 = off)")
+    sample_every: int = option(1000, "sample grid PNG every N steps (0 = only at the end)")
+
+    def validate(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ConfigError("steps and batch_size must be >= 1")
+        if not 0.0 <= self.caption_dropout < 1.0:
+            raise ConfigError(f"caption_dropout must be in [0, 1), got {self.caption_dropout}")
+
+
+def build_model(cfg: PretrainConfig) -> EmbeddedT2I:
+    world = get_world(cfg.world)
+    tokenizer = WordTokenizer(world.vocabulary(), max_length=cfg.backbone.max_tokens, mode=world.tokenizer_mode)
+    meta = {"world": cfg.world, "sampling": to_dict(cfg.sampling)}
+    return EmbeddedT2I(cfg.backbone, tokenizer, meta)
+
+
+def flow_matching_loss(model: EmbeddedT2I, x0: torch.Tensor, captions: list[str], s: torch.Tensor,
+                       eps: torch.Tensor) -> torch.Tensor:
+    """MSE between the predicted and the true velocity eps - x0 at x_s."""
+    x_s = add_noise(x0, eps, s)
+    v = model(x_s, s, model.encode_prompts(captions))
+    return F.mse_loss(v, velocity_from_x0_eps(x0, eps))
+
+
+def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = True, quiet: bool = False) -> Path:
+    """Train a teacher into ``out_dir``; returns the folder of the exported EMA model (``out_dir/model``)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    world = get_world(cfg.world)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg)
+    ema = EMA(model, cfg.ema_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    rng = np.random.default_rng(cfg.seed)
+    step = 0
+    if resume and has_training_state(out_dir):
+        step, _ = load_training_state(out_dir, {"model": model, "ema": ema}, {"opt": opt}, rng)
+    (out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    grid_prompts = world.grid_prompts()
+    grid_seeds = list(range(len(grid_prompts)))
+    log = RunLogger(out_dir, total=cfg.steps, start=step, desc=f"pretrain {cfg.world}", quiet=quiet)
+    t_start = time.time()
+    try:
+        while step < cfg.steps:
+            images, captions = world.training_batch(rng, cfg.batch_size)
+            drop = rng.random(len(captions)) < cfg.caption_dropout
+            captions = ["" if d else c for c, d in zip(captions, drop, strict=True)]
+            x0 = from_uint8(images, cfg.backbone.channels)
+            s = sample_logit_normal(len(captions), cfg.t_mean, cfg.t_std)
+            loss = flow_matching_loss(model, x0, captions, s, torch.randn_like(x0))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+            opt.step()
+            ema.update(model)
+            step += 1
+            log.step(step, {"loss": loss.item(), "grad_norm": float(grad_norm)}, every=cfg.log_every)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                save_training_state(out_dir, step, {"model": model, "ema": ema}, {"opt": opt}, rng)
+                ema.model.meta["trained_steps"] = step
+                ema.model.save(out_dir / "model")
+            if cfg.snapshot_every and step % cfg.snapshot_every == 0:
+                ema.model.save(out_dir / "snapshots" / f"step_{step:06d}")
+            if (cfg.sample_every and step % cfg.sample_every == 0) or step == cfg.steps:
+                imgs = generate_images(ema.model, grid_prompts, grid_seeds, cfg.sampling)
+                save_grid(imgs, out_dir / "samples" / f"step_{step:06d}.png", labels=grid_prompts)
+                log.image("samples", imgs, step)
+    finally:
+        log.close()
+    log.info(f"trained to step {step} in {time.time() - t_start:.0f} s; EMA model at {out_dir / 'model'}")
+    return out_dir / "model"

@@ -1,0 +1,27 @@
+"""Shared fixtures: offline hub, few threads, a tiny embedded model config."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(2)
+
+TINY_BACKBONE = [
+    "backbone.block_out_channels=[16, 16, 32]",
+    "backbone.norm_num_groups=8",
+    "backbone.attention_heads=2",
+    "backbone.text_hidden=16",
+    "backbone.text_layers=1",
+    "backbone.text_heads=2",
+]
+
+
+@pytest.fixture
+def tiny_backbone_overrides() -> list[str]:
+    return list(TINY_BACKBONE)
