@@ -10,7 +10,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("TDMR1_TEST_THREADS", "2")))
 
 TINY_BACKBONE = [
     "backbone.block_out_channels=[16, 16, 32]",
@@ -25,3 +25,16 @@ TINY_BACKBONE = [
 @pytest.fixture
 def tiny_backbone_overrides() -> list[str]:
     return list(TINY_BACKBONE)
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory):
+    """A randomly initialised tiny teacher checkpoint (fp32) shared by the distill and RL tests."""
+    from tdmr1.config import load_config
+    from tdmr1.training.pretrain import PretrainConfig, build_model
+
+    torch.manual_seed(0)
+    model = build_model(load_config(PretrainConfig, None, TINY_BACKBONE))
+    path = tmp_path_factory.mktemp("teacher") / "model"
+    model.save(path, dtype=None)
+    return path

@@ -165,9 +165,7 @@ def test_bridge_preserves_flow_marginal(s: float, tau: float) -> None:
 def test_flow_sigmas_match_diffusers(num_steps: int, shift: float) -> None:
     from diffusers import DPMSolverMultistepScheduler
 
-    sched = DPMSolverMultistepScheduler(
-        use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=shift
-    )
+    sched = DPMSolverMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=shift)
     sched.set_timesteps(num_steps)
     ours = flow_sigmas(num_steps, shift=shift)
     assert ours.dtype == sched.sigmas.dtype == torch.float32

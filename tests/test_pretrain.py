@@ -17,9 +17,21 @@ from tdmr1.worlds import get_world
 
 
 def _cfg(overrides, *extra):
-    return load_config(PretrainConfig, None, [*overrides, "batch_size=8", "log_every=1", "checkpoint_every=2",
-                                              "snapshot_every=0", "sample_every=0", "warmup_steps=1",
-                                              "sampling.steps=2", *extra])
+    return load_config(
+        PretrainConfig,
+        None,
+        [
+            *overrides,
+            "batch_size=8",
+            "log_every=1",
+            "checkpoint_every=2",
+            "snapshot_every=0",
+            "sample_every=0",
+            "warmup_steps=1",
+            "sampling.steps=2",
+            *extra,
+        ],
+    )
 
 
 def test_steps_reduce_loss_on_fixed_batch(tiny_backbone_overrides):

@@ -40,18 +40,14 @@ def _gaussian_field(mu: float, sigma0: float):
     return fn
 
 
-def _noise(
-    n: int, seed: int = 0, dtype: torch.dtype = torch.float64, shape: tuple[int, ...] = (DIM,)
-) -> Tensor:
+def _noise(n: int, seed: int = 0, dtype: torch.dtype = torch.float64, shape: tuple[int, ...] = (DIM,)) -> Tensor:
     return torch.randn(n, *shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
 def _diffusers_states(fn, noise: Tensor, num_steps: int) -> Tensor:
     from diffusers import DPMSolverMultistepScheduler
 
-    sched = DPMSolverMultistepScheduler(
-        use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=3.0
-    )
+    sched = DPMSolverMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=3.0)
     sched.set_timesteps(num_steps)
     x = noise
     states = [x]

@@ -22,9 +22,16 @@ def image_seeds(seed: int, prompt_index: int, images_per_prompt: int) -> list[in
     return [seed + prompt_index * images_per_prompt + j for j in range(images_per_prompt)]
 
 
-def sample_to_folder(model: EmbeddedT2I, metadata: list[dict[str, Any]], out_dir: str | Path,
-                     sampling: SamplingConfig, images_per_prompt: int, seed: int = 0, batch_size: int = 64,
-                     quiet: bool = False) -> float:
+def sample_to_folder(
+    model: EmbeddedT2I,
+    metadata: list[dict[str, Any]],
+    out_dir: str | Path,
+    sampling: SamplingConfig,
+    images_per_prompt: int,
+    seed: int = 0,
+    batch_size: int = 64,
+    quiet: bool = False,
+) -> float:
     """Sample every prompt into GenEval layout; returns the sampling wall time in seconds."""
     prompts, seeds = [], []
     for i, meta in enumerate(metadata):
@@ -33,17 +40,23 @@ def sample_to_folder(model: EmbeddedT2I, metadata: list[dict[str, Any]], out_dir
     t0 = time.time()
     with Progress(disable=quiet, transient=True) as bar:
         task = bar.add_task("sampling", total=len(prompts))
-        images = generate_images(model, prompts, seeds, sampling, batch_size,
-                                 progress=lambda n: bar.advance(task, n))
+        images = generate_images(model, prompts, seeds, sampling, batch_size, progress=lambda n: bar.advance(task, n))
     seconds = time.time() - t0
     for i, meta in enumerate(metadata):
-        write_prompt_images(out_dir, i, meta, images[i * images_per_prompt:(i + 1) * images_per_prompt])
+        write_prompt_images(out_dir, i, meta, images[i * images_per_prompt : (i + 1) * images_per_prompt])
     return seconds
 
 
-def evaluate(model: EmbeddedT2I, world_name: str, sampling: SamplingConfig, out_dir: str | Path,
-             images_per_prompt: int = 4, limit_prompts: int | None = None, seed: int = 0,
-             quiet: bool = False) -> dict[str, Any]:
+def evaluate(
+    model: EmbeddedT2I,
+    world_name: str,
+    sampling: SamplingConfig,
+    out_dir: str | Path,
+    images_per_prompt: int = 4,
+    limit_prompts: int | None = None,
+    seed: int = 0,
+    quiet: bool = False,
+) -> dict[str, Any]:
     """Sample and score a world's benchmark suite; returns (and writes ``out_dir/results.json``) the report."""
     world = get_world(world_name)
     suite = world.benchmark_suite()

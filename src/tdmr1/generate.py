@@ -50,7 +50,9 @@ def seeded_noise(shape: tuple[int, ...], seeds: list[int]) -> torch.Tensor:
     return out
 
 
-def text_velocity(model: EmbeddedT2I, prompts: list[str], cfg: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def text_velocity(
+    model: EmbeddedT2I, prompts: list[str], cfg: float
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Velocity function of ``model`` for ``prompts`` with classifier-free guidance ``cfg``."""
     cond = model.encode_prompts(prompts)
     if cfg == 1.0:
@@ -89,13 +91,17 @@ def from_uint8(images: np.ndarray, channels: int = 3) -> torch.Tensor:
 
 
 def generate_images(
-    model: EmbeddedT2I, prompts: list[str], seeds: list[int], cfg: SamplingConfig, batch_size: int = 64,
+    model: EmbeddedT2I,
+    prompts: list[str],
+    seeds: list[int],
+    cfg: SamplingConfig,
+    batch_size: int = 64,
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """uint8 NHWC images for every (prompt, seed), in batches."""
     chunks = []
     for start in range(0, len(prompts), batch_size):
-        p, s = prompts[start:start + batch_size], seeds[start:start + batch_size]
+        p, s = prompts[start : start + batch_size], seeds[start : start + batch_size]
         chunks.append(to_uint8(generate(model, p, s, cfg).final))
         if progress is not None:
             progress(len(p))

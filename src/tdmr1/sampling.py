@@ -48,9 +48,7 @@ def cfg_velocity(cond_fn: VelocityFn, uncond_fn: VelocityFn, scale: float) -> Ve
     return guided
 
 
-def cfg_velocity_batched(
-    fn_both: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], scale: float
-) -> VelocityFn:
+def cfg_velocity_batched(fn_both: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], scale: float) -> VelocityFn:
     """Classifier-free guidance from one call that returns ``(v_cond, v_uncond)`` (e.g. one batched
     forward over ``[cond; uncond]``): ``v = v_uncond + scale (v_cond - v_uncond)``."""
 

@@ -41,8 +41,11 @@ def show(kind: str = typer.Argument(..., help="pretrain, ...")) -> None:
 
 
 @config_app.command("check")
-def check(kind: str = typer.Argument(...), path: Path = typer.Argument(..., help="YAML file"),
-          set_: list[str] = typer.Option([], "--set", help="override, e.g. --set lr=1e-4")) -> None:
+def check(
+    kind: str = typer.Argument(...),
+    path: Path = typer.Argument(..., help="YAML file"),
+    set_: list[str] = typer.Option([], "--set", help="override, e.g. --set lr=1e-4"),
+) -> None:
     """Validate a YAML config (with overrides); prints 'ok' or one error line."""
     load_config(_kind(kind), path, set_)
     typer.echo("ok")

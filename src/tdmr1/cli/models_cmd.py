@@ -31,8 +31,9 @@ def pretrain_command(
     console.print(f"teacher saved to {model_dir}")
 
 
-def _sampling(model_meta: dict, steps: int | None, cfg: float | None, sampler: str | None,
-              shift: float | None) -> SamplingConfig:
+def _sampling(
+    model_meta: dict, steps: int | None, cfg: float | None, sampler: str | None, shift: float | None
+) -> SamplingConfig:
     """Checkpoint's recommended sampling, overridden by whatever the user gave."""
     base = dict(model_meta.get("sampling", {}))
     for key, value in (("steps", steps), ("cfg", cfg), ("sampler", sampler), ("shift", shift)):
@@ -70,8 +71,9 @@ def sample_command(
     sampling = _sampling(model.meta, steps, cfg, sampler, shift)
     seconds = sample_to_folder(model, metadata, out, sampling, images_per_prompt, seed, batch_size)
     n = len(metadata) * images_per_prompt
-    console.print(f"{n} images ({sampling.nfe} NFE, {sampling.sampler}, cfg {sampling.cfg}) "
-                  f"in {seconds:.1f} s -> {out}")
+    console.print(
+        f"{n} images ({sampling.nfe} NFE, {sampling.sampler}, cfg {sampling.cfg}) in {seconds:.1f} s -> {out}"
+    )
 
 
 def eval_command(
@@ -96,8 +98,11 @@ def eval_command(
     model = _load(checkpoint)
     sampling = _sampling(model.meta, steps, cfg, sampler, shift)
     result = evaluate(model, world, sampling, out, images_per_prompt, limit_prompts, seed)
-    print_summary(result, title=f"{world}: {checkpoint} @ {sampling.nfe} NFE ({sampling.sampler}, "
-                                f"cfg {sampling.cfg}, {result['sampling_seconds']} s)")
+    print_summary(
+        result,
+        title=f"{world}: {checkpoint} @ {sampling.nfe} NFE ({sampling.sampler}, "
+        f"cfg {sampling.cfg}, {result['sampling_seconds']} s)",
+    )
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2))

@@ -22,15 +22,11 @@ _console = Console()
 @world_app.command("render")
 def render_command(
     prompts: Path = typer.Option(..., "--prompts", help="Prompt file: GenEval metadata JSONL or plain text."),
-    out: Path = typer.Option(
-        ..., "--out", help="Output folder (GenEval layout: <out>/00000/samples/0000.png)."
-    ),
+    out: Path = typer.Option(..., "--out", help="Output folder (GenEval layout: <out>/00000/samples/0000.png)."),
     world: str = typer.Option("shapes", "--world", help="World name."),
     images_per_prompt: int = typer.Option(4, "--images-per-prompt", min=1, help="Images per prompt."),
     seed: int = typer.Option(0, "--seed", help="Image (p, k) uses numpy default_rng([seed, p, k])."),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="Write into a folder that already holds prompts."
-    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a folder that already holds prompts."),
 ) -> None:
     """Render oracle images that satisfy each prompt (a perfect model's output) in GenEval's layout."""
     from tdmr1.worlds import get_world
@@ -42,9 +38,7 @@ def render_command(
     with Progress(console=_console, transient=True) as progress:
         task = progress.add_task("rendering", total=len(metas))
         for p, md in enumerate(metas):
-            images = [
-                w.render_oracle(md, np.random.default_rng([seed, p, k])) for k in range(images_per_prompt)
-            ]
+            images = [w.render_oracle(md, np.random.default_rng([seed, p, k])) for k in range(images_per_prompt)]
             write_prompt_images(out, p, md, images)
             progress.advance(task)
     _console.print(f"wrote {len(metas)} prompts x {images_per_prompt} images to {out}", highlight=False)
@@ -54,12 +48,8 @@ def render_command(
 def prompts_command(
     out: Path = typer.Option(..., "--out", help="Output JSONL file (GenEval metadata format)."),
     world: str = typer.Option("shapes", "--world", help="World name."),
-    split: str = typer.Option(
-        "bench", "--split", help="bench (the fixed benchmark suite) or train (RL prompts)."
-    ),
-    n: int | None = typer.Option(
-        None, "--n", min=1, help="train only: number of prompts (default: whole pool)."
-    ),
+    split: str = typer.Option("bench", "--split", help="bench (the fixed benchmark suite) or train (RL prompts)."),
+    n: int | None = typer.Option(None, "--n", min=1, help="train only: number of prompts (default: whole pool)."),
     seed: int | None = typer.Option(None, "--seed", help="train only: sampling seed (default: the world's)."),
 ) -> None:
     """Write the benchmark suite or RL training prompts as a GenEval metadata JSONL file."""

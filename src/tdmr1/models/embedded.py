@@ -129,8 +129,12 @@ class EmbeddedT2I(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         with atomic_writer(directory / WEIGHTS_FILE) as tmp:
             save_file(self.state_for_save(dtype), str(tmp))
-        config = {"format": "tdmr1-embedded-v1", "backbone": to_dict(self.cfg),
-                  "tokenizer": self.tokenizer.to_dict(), **self.meta}
+        config = {
+            "format": "tdmr1-embedded-v1",
+            "backbone": to_dict(self.cfg),
+            "tokenizer": self.tokenizer.to_dict(),
+            **self.meta,
+        }
         atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2))
 
     @classmethod
@@ -160,17 +164,17 @@ class EmbeddedT2I(nn.Module):
 
     def load_flat_state(self, state: dict[str, torch.Tensor], source: str = "state") -> None:
         for prefix, module in (("denoiser.", self.denoiser), ("text_encoder.", self.text_encoder)):
-            part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             own = module.state_dict()
             missing = sorted(set(own) - set(part))
             unexpected = sorted(set(part) - set(own))
             if missing or unexpected:
                 raise CheckpointError(
-                    f"{source}: weights do not match the config "
-                    f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+                    f"{source}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})"
                 )
             for k, v in part.items():
                 if v.shape != own[k].shape:
-                    raise CheckpointError(f"{source}: {prefix}{k} has shape {tuple(v.shape)}, "
-                                          f"config expects {tuple(own[k].shape)}")
+                    raise CheckpointError(
+                        f"{source}: {prefix}{k} has shape {tuple(v.shape)}, config expects {tuple(own[k].shape)}"
+                    )
             module.load_state_dict({k: v.to(own[k].dtype) for k, v in part.items()})

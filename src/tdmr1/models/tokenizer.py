@@ -63,7 +63,7 @@ class WordTokenizer:
         return ids, mask
 
     def to_dict(self) -> dict:
-        return {"vocab": self.vocab[len(SPECIALS):], "max_length": self.max_length, "mode": self.mode}
+        return {"vocab": self.vocab[len(SPECIALS) :], "max_length": self.max_length, "mode": self.mode}
 
     @classmethod
     def from_dict(cls, data: dict) -> WordTokenizer:

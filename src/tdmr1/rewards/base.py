@@ -31,9 +31,7 @@ class Reward(Protocol):
 
     name: str
 
-    def __call__(
-        self, images: np.ndarray, prompts: list[str], metadata: list[dict[str, Any]]
-    ) -> RewardOutput: ...
+    def __call__(self, images: np.ndarray, prompts: list[str], metadata: list[dict[str, Any]]) -> RewardOutput: ...
 
 
 def validate_images(images: np.ndarray, height: int | None = None, width: int | None = None) -> None:

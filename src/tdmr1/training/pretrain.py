@@ -62,8 +62,9 @@ def build_model(cfg: PretrainConfig) -> EmbeddedT2I:
     return EmbeddedT2I(cfg.backbone, tokenizer, meta)
 
 
-def flow_matching_loss(model: EmbeddedT2I, x0: torch.Tensor, captions: list[str], s: torch.Tensor,
-                       eps: torch.Tensor) -> torch.Tensor:
+def flow_matching_loss(
+    model: EmbeddedT2I, x0: torch.Tensor, captions: list[str], s: torch.Tensor, eps: torch.Tensor
+) -> torch.Tensor:
     """MSE between the predicted and the true velocity eps - x0 at x_s."""
     x_s = add_noise(x0, eps, s)
     v = model(x_s, s, model.encode_prompts(captions))

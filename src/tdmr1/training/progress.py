@@ -8,14 +8,28 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 
 class RunLogger:
     """Progress bar + TensorBoard + append-only JSONL of scalars (``metrics.jsonl``)."""
 
-    def __init__(self, run_dir: str | Path, total: int, start: int = 0, desc: str = "train", quiet: bool = False,
-                 tensorboard: bool = True):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        total: int,
+        start: int = 0,
+        desc: str = "train",
+        quiet: bool = False,
+        tensorboard: bool = True,
+    ):
         self.run_dir = Path(run_dir)
         self.console = Console(stderr=True, quiet=quiet)
         self.metrics_path = self.run_dir / "metrics.jsonl"
@@ -26,9 +40,16 @@ class RunLogger:
 
             self.writer = SummaryWriter(str(self.run_dir / "tb"))
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[metrics]}"),
-            console=self.console, disable=quiet, transient=False,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[metrics]}"),
+            console=self.console,
+            disable=quiet,
+            transient=False,
         )
         self.task = self.progress.add_task(desc, total=total, completed=start, metrics="")
         self.progress.start()

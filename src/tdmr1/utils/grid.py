@@ -11,8 +11,14 @@ from PIL import Image, ImageDraw, ImageFont
 from tdmr1.utils.io import atomic_writer
 
 
-def make_grid(images: np.ndarray, ncol: int = 8, scale: int = 4, labels: list[str] | None = None,
-              pad: int = 2, label_lines: int = 2) -> Image.Image:
+def make_grid(
+    images: np.ndarray,
+    ncol: int = 8,
+    scale: int = 4,
+    labels: list[str] | None = None,
+    pad: int = 2,
+    label_lines: int = 2,
+) -> Image.Image:
     """Tile uint8 NHWC images into one RGB picture."""
     n, h, w, _ = images.shape
     ncol = max(1, min(ncol, n))

@@ -1,0 +1,214 @@
+"""TDM distillation (data-free, prompts only): teacher -> deterministic 4-step student (METHOD.md sec. 3).
+
+One iteration: student rollout (no grad) -> per-sample step j -> one student step with grad from x_{t_j}
+-> (1) fake-score update by denoising score matching on the step's output diffused into
+(t_{j+1}, T] (or (t_{j+1}, t_j] in "separate" mode) -> (2) generator update along the normalised
+teacher-vs-fake direction with teacher CFG.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from tdmr1.config import option, to_dict
+from tdmr1.errors import ConfigError
+from tdmr1.generate import SamplingConfig, generate_images
+from tdmr1.losses import direction_loss, dmd_normaliser, fake_score_loss, flow_target_from_x0, tdm_direction
+from tdmr1.models.embedded import EmbeddedT2I
+from tdmr1.roles import LoraSettings
+from tdmr1.training.ema import TensorEMA
+from tdmr1.training.progress import RunLogger
+from tdmr1.training.state import has_training_state, load_training_state, save_training_state
+from tdmr1.training.student import export_student
+from tdmr1.training.system import FewStepSystem
+from tdmr1.utils.grid import save_grid
+from tdmr1.worlds import get_world
+
+
+@dataclass
+class DistillConfig:
+    """TDM distillation of a teacher into a K-step student (LoRA roles `generator` and `fake`)."""
+
+    world: str = option("shapes", "embedded world (its prompts drive the data-free distillation)")
+    teacher: str = option("checkpoints/shapes/teacher", "teacher checkpoint folder")
+    lora: LoraSettings = option(factory=LoraSettings, doc="adapter shape of both roles")
+    student_steps: int = option(4, "student sampling steps K (NFE, no CFG)")
+    shift: float = option(3.0, "time shift of the student schedule (4 steps: 1, .9, .75, .5, 0)")
+    iterations: int = option(2000, "optimizer steps")
+    batch_size: int = option(32, "prompts (one image each) per iteration")
+    prompt_source: Literal["captions", "geneval", "mix"] = option(
+        "mix", "prompts: web-like captions, GenEval-style training prompts, or half of each"
+    )
+    cfg: float = option(4.5, "teacher CFG inside the generator direction")
+    interval: Literal["tdm", "separate"] = option("tdm", "fake-score noise interval: (t_{j+1}, T] or (t_{j+1}, t_j]")
+    lr_generator: float = option(1e-4, "generator AdamW learning rate")
+    lr_fake: float = option(5e-4, "fake-score AdamW learning rate (about 5x the generator's)")
+    betas_generator: tuple[float, float] = option((0.0, 0.999), "generator AdamW betas")
+    betas_fake: tuple[float, float] = option((0.0, 0.999), "fake-score AdamW betas")
+    weight_decay: float = option(1e-4, "AdamW weight decay (both roles)")
+    fake_base_weight: float = option(0.02, "weight of the fake score's MSE toward the frozen base")
+    fake_updates: int = option(1, "fake-score updates per generator update")
+    huber_c: float | None = option(None, "pseudo-Huber constant of the generator loss (null = squared error)")
+    grad_clip: float = option(1.0, "gradient-norm clip per role")
+    ema_decay: float = option(0.99, "generator EMA decay (warm-up min((1+n)/(10+n), decay))")
+    seed: int = option(0, "seed")
+    threads: int = option(0, "torch CPU threads (0 = default)")
+    log_every: int = option(10, "TensorBoard scalars every N iterations")
+    checkpoint_every: int = option(100, "resumable state + exported student every N iterations")
+    sample_every: int = option(250, "sample grid every N iterations (0 = only at the end)")
+
+    def validate(self) -> None:
+        if self.student_steps < 1 or self.iterations < 1 or self.batch_size < 1:
+            raise ConfigError("student_steps, iterations and batch_size must be >= 1")
+
+
+class PromptSampler:
+    """Draws prompts for data-free distillation from the world's captions and/or GenEval-style prompts."""
+
+    def __init__(self, world_name: str, source: str, rng: np.random.Generator):
+        self.world = get_world(world_name)
+        self.source = source
+        self.rng = rng
+        self.geneval = [md["prompt"] for md in self.world.training_prompts()]
+
+    def __call__(self, n: int) -> list[str]:
+        n_geneval = {"captions": 0, "geneval": n, "mix": n // 2}[self.source]
+        picks = [self.geneval[i] for i in self.rng.integers(0, len(self.geneval), n_geneval)]
+        if n - n_geneval:
+            picks += self.world.training_batch(self.rng, n - n_geneval)[1]
+        return picks
+
+
+def fake_update(
+    system: FewStepSystem,
+    x_next: torch.Tensor,
+    x0_hat: torch.Tensor,
+    s_next: torch.Tensor,
+    s_upper: torch.Tensor,
+    text,
+    base_weight: float,
+) -> torch.Tensor:
+    """Fake-score DSM loss on the student's step output diffused to tau in (s_next, s_upper]."""
+    tau = system.sample_levels(s_next, s_upper)
+    x_tau = system.diffuse(x_next.detach(), s_next, tau, torch.randn_like(x_next))
+    target = flow_target_from_x0(x_tau, x0_hat.detach(), tau)
+    v_base = system.velocity("base", x_tau, tau, text).detach() if base_weight else None
+    return fake_score_loss(system.velocity("fake", x_tau, tau, text), target, v_base, base_weight)
+
+
+def generator_loss(
+    system: FewStepSystem,
+    x0_hat: torch.Tensor,
+    x_next: torch.Tensor,
+    s_next: torch.Tensor,
+    cond,
+    uncond,
+    cfg: float,
+    huber_c: float | None,
+) -> torch.Tensor:
+    """TDM generator loss: normalised (teacher_cfg - fake) direction at x_tau ~ bridge(x_next -> tau)."""
+    with torch.no_grad():
+        tau = system.sample_levels(s_next)
+        x_tau = system.diffuse(x_next.detach(), s_next, tau, torch.randn_like(x_next))
+        x0_real_c, x0_real_u = system.x0_cond_uncond("base", x_tau, tau, cond, uncond)
+        x0_real_cfg = x0_real_u + cfg * (x0_real_c - x0_real_u)
+        x0_fake = system.x0("fake", x_tau, tau, cond)
+        direction = tdm_direction(x0_real_c, x0_real_u, x0_fake, cfg)
+        w = dmd_normaliser(x0_hat, x0_real_cfg)
+    return direction_loss(x0_hat, direction, w, huber_c)
+
+
+def distill(cfg: DistillConfig, out_dir: str | Path, resume: bool = True, quiet: bool = False) -> Path:
+    """Run TDM distillation into ``out_dir``; returns the exported student folder (``out_dir/model``)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    teacher = EmbeddedT2I.load(cfg.teacher)
+    system = FewStepSystem(teacher, ["generator", "fake"], cfg.lora, cfg.student_steps, cfg.shift)
+    opt_g = torch.optim.AdamW(
+        system.roles.parameters("generator"),
+        lr=cfg.lr_generator,
+        betas=cfg.betas_generator,
+        weight_decay=cfg.weight_decay,
+    )
+    opt_f = torch.optim.AdamW(
+        system.roles.parameters("fake"), lr=cfg.lr_fake, betas=cfg.betas_fake, weight_decay=cfg.weight_decay
+    )
+    ema = TensorEMA(system.roles.parameters("generator"), cfg.ema_decay)
+    rng = np.random.default_rng(cfg.seed)
+    prompts_for = PromptSampler(cfg.world, cfg.prompt_source, rng)
+    modules = {"denoiser": teacher.denoiser, "ema": ema}
+    optimizers = {"generator": opt_g, "fake": opt_f}
+    step = 0
+    if resume and has_training_state(out_dir):
+        step, _ = load_training_state(out_dir, modules, optimizers, rng)
+    (out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    uncond_1 = system.encode([""])
+    grid_prompts = get_world(cfg.world).grid_prompts()
+    student_sampling = SamplingConfig(steps=cfg.student_steps, cfg=1.0, sampler="euler", shift=cfg.shift)
+    log = RunLogger(out_dir, total=cfg.iterations, start=step, desc=f"distill {cfg.world}", quiet=quiet)
+    k = cfg.student_steps
+    t0 = time.time()
+    try:
+        while step < cfg.iterations:
+            n = cfg.batch_size
+            cond = system.encode(prompts_for(n))
+            uncond = (uncond_1[0].expand(n, -1, -1), uncond_1[1].expand(n, -1))
+            traj = system.rollout(cond, torch.randn(n, *teacher.image_shape))
+            j = torch.randint(0, k, (n,))
+            x_j = traj.states[j, torch.arange(n)]
+            s_next, s_j = system.sigmas[j + 1], system.sigmas[j]
+            s_upper = s_j if cfg.interval == "separate" else torch.ones_like(s_j)
+            # (1) fake score on the student's one-step outputs (no grad into the generator)
+            with torch.no_grad():
+                x0_hat_ng, x_next_ng = system.generator_step(x_j, j, cond)
+            for _ in range(cfg.fake_updates):
+                loss_f = fake_update(system, x_next_ng, x0_hat_ng, s_next, s_upper, cond, cfg.fake_base_weight)
+                opt_f.zero_grad(set_to_none=True)
+                loss_f.backward()
+                gn_f = torch.nn.utils.clip_grad_norm_(system.roles.parameters("fake"), cfg.grad_clip)
+                opt_f.step()
+            # (2) generator: one step with grad, pushed along the teacher-vs-fake direction
+            x0_hat, x_next = system.generator_step(x_j, j, cond)
+            loss_g = generator_loss(system, x0_hat, x_next, s_next, cond, uncond, cfg.cfg, cfg.huber_c)
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            gn_g = torch.nn.utils.clip_grad_norm_(system.roles.parameters("generator"), cfg.grad_clip)
+            opt_g.step()
+            ema.update()
+            step += 1
+            log.step(
+                step,
+                {
+                    "loss_fake": loss_f.item(),
+                    "loss_gen": loss_g.item(),
+                    "grad_fake": float(gn_f),
+                    "grad_gen": float(gn_g),
+                },
+                every=cfg.log_every,
+            )
+            if step % cfg.checkpoint_every == 0 or step == cfg.iterations:
+                save_training_state(out_dir, step, modules, optimizers, rng)
+                export_student(
+                    system, ema, out_dir / "model", cfg.teacher, student_sampling, {"distilled_iterations": step}
+                )
+            if (cfg.sample_every and step % cfg.sample_every == 0) or step == cfg.iterations:
+                ema.swap()
+                with system.roles.use("generator"):
+                    imgs = generate_images(teacher, grid_prompts, list(range(len(grid_prompts))), student_sampling)
+                ema.swap()
+                save_grid(imgs, out_dir / "samples" / f"step_{step:06d}.png", labels=grid_prompts)
+                log.image("samples", imgs, step)
+    finally:
+        log.close()
+    log.info(f"distilled to iteration {step} in {time.time() - t0:.0f} s; student at {out_dir / 'model'}")
+    return out_dir / "model"

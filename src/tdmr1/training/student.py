@@ -1,0 +1,71 @@
+"""Export and import of few-step students: merged weights (loadable like any model) + the LoRA adapter."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+
+from tdmr1.config import to_dict
+from tdmr1.errors import CheckpointError
+from tdmr1.generate import SamplingConfig
+from tdmr1.models.embedded import EmbeddedT2I
+from tdmr1.training.ema import TensorEMA
+from tdmr1.training.system import FewStepSystem
+from tdmr1.utils.io import atomic_writer
+
+ADAPTER_FILE = "adapter.safetensors"
+
+
+def export_student(
+    system: FewStepSystem,
+    ema: TensorEMA | None,
+    directory: str | Path,
+    teacher: str,
+    sampling: SamplingConfig,
+    meta: dict[str, Any],
+    role: str = "generator",
+) -> Path:
+    """Save base + ``role`` (EMA weights if given) merged, plus the adapter, into ``directory``."""
+    directory = Path(directory)
+    if ema is not None:
+        ema.swap()
+    try:
+        merged = system.roles.merged_state_dict(role)
+        adapter = system.roles.adapter_state(role)
+    finally:
+        if ema is not None:
+            ema.swap()
+    model: EmbeddedT2I = system.model
+    plain = EmbeddedT2I(
+        model.cfg,
+        model.tokenizer,
+        {
+            **{k: v for k, v in model.meta.items() if k not in ("sampling",)},
+            "sampling": to_dict(sampling),
+            "teacher": str(teacher),
+            "lora": to_dict(system.roles.lora),
+            **meta,
+        },
+    )
+    plain.denoiser.load_state_dict(merged)
+    plain.text_encoder.load_state_dict(model.text_encoder.state_dict())
+    plain.save(directory)
+    with atomic_writer(directory / ADAPTER_FILE) as tmp:
+        save_file({k: v.contiguous() for k, v in adapter.items()}, str(tmp))
+    return directory
+
+
+def load_student_adapter(directory: str | Path) -> tuple[dict, dict[str, Any]]:
+    """(adapter weights, model config) of an exported student; CheckpointError when it has none."""
+    directory = Path(directory)
+    path = directory / ADAPTER_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{directory} has no {ADAPTER_FILE}: not an exported few-step student")
+    try:
+        config = json.loads((directory / "config.json").read_text())
+        return load_file(str(path)), config
+    except Exception as exc:  # noqa: BLE001 - any read failure is a corrupt checkpoint
+        raise CheckpointError(f"{path}: unreadable adapter ({exc})") from None

@@ -1,0 +1,72 @@
+"""A few-step system: one velocity backbone with roles (base / generator / fake / surrogate ...), its
+frozen text encoder, and the student's fixed K-step schedule. Shared by TDM distillation and TDM-R1.
+
+Anything with ``forward(x, s, text) -> velocity``, ``encode_prompts(prompts)`` and a ``denoiser``
+attribute carrying peft adapters works as the backbone (the embedded model, or a scale-path wrapper).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from tdmr1.flow import bridge, euler_step, inverse_time_shift, time_shift, uniform_sigmas, x0_from_velocity
+from tdmr1.roles import LoraSettings, Roles
+from tdmr1.sampling import Trajectory, sample
+
+Text = tuple[Tensor, Tensor]
+
+
+class FewStepSystem:
+    """Backbone + roles + the student's K-step deterministic schedule."""
+
+    def __init__(self, model, roles: Sequence[str], lora: LoraSettings, steps: int = 4, shift: float = 3.0):
+        self.model = model
+        model.requires_grad_(False)
+        self.roles = Roles(model.denoiser, roles, lora)
+        self.sigmas = uniform_sigmas(steps, shift=shift)
+        self.shift = shift
+
+    @torch.no_grad()
+    def encode(self, prompts: list[str]) -> Text:
+        return self.model.encode_prompts(prompts)
+
+    def velocity(self, role: str, x: Tensor, s: Tensor, text: Text) -> Tensor:
+        with self.roles.use(role):
+            return self.model(x, s, text)
+
+    def x0(self, role: str, x: Tensor, s: Tensor, text: Text) -> Tensor:
+        return x0_from_velocity(x, self.velocity(role, x, s, text), s)
+
+    def x0_cond_uncond(self, role: str, x: Tensor, s: Tensor, cond: Text, uncond: Text) -> tuple[Tensor, Tensor]:
+        """(x0_cond, x0_uncond) of a role; two forwards of the same batch size, so that a role whose
+        adapter is still zero gives bit-identical x0_cond to the base (batching changes float rounding)."""
+        return self.x0(role, x, s, cond), self.x0(role, x, s, uncond)
+
+    @torch.no_grad()
+    def rollout(self, text: Text, noise: Tensor, role: str = "generator") -> Trajectory:
+        """The deterministic K-step path of ``role`` from ``noise`` (all K+1 states kept)."""
+        with self.roles.use(role):
+            return sample(lambda x, s: self.model(x, s, text), noise, self.sigmas, solver="euler")
+
+    def generator_step(self, x: Tensor, j: Tensor, text: Text, role: str = "generator") -> tuple[Tensor, Tensor]:
+        """One student step WITH grad from states at step indices ``j`` [N]: (x0_hat, x_next)."""
+        s, s_next = self.sigmas[j], self.sigmas[j + 1]
+        v = self.velocity(role, x, s, text)
+        return x0_from_velocity(x, v, s), euler_step(x, v, s, s_next)
+
+    def sample_levels(
+        self, low: Tensor, high: Tensor | float = 1.0, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """tau uniform in pre-shift space between levels ``low`` [N] and ``high`` (shifted back)."""
+        u_low = inverse_time_shift(low, self.shift)
+        u_high = inverse_time_shift(torch.as_tensor(high, dtype=low.dtype).expand_as(low), self.shift)
+        u = u_low + (u_high - u_low) * torch.rand(low.shape, generator=generator)
+        return time_shift(u, self.shift).clamp(min=low, max=torch.ones_like(low))
+
+    @staticmethod
+    def diffuse(x: Tensor, s: Tensor, tau: Tensor, noise: Tensor) -> Tensor:
+        """Bridge ``x`` at levels ``s`` [N] up to ``tau`` [N] with ``noise``."""
+        return bridge(x, s, tau, noise)

@@ -1,0 +1,42 @@
+"""Registry of embedded worlds: ``get_world("shapes")`` returns a ``World`` (worlds load lazily)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tdmr1.errors import ConfigError
+from tdmr1.worlds.base import World
+
+_FACTORIES: dict[str, Callable[[], World]] = {}
+_CACHE: dict[str, World] = {}
+
+
+def register_world(name: str, factory: Callable[[], World]) -> None:
+    """Register a world factory under ``name`` (called lazily, once, by ``get_world``)."""
+    _FACTORIES[name] = factory
+    _CACHE.pop(name, None)
+
+
+def known_worlds() -> list[str]:
+    """Registered world names, sorted."""
+    return sorted(_FACTORIES)
+
+
+def get_world(name: str) -> World:
+    """The world called ``name``; ConfigError listing the known names when there is none."""
+    if name not in _FACTORIES:
+        raise ConfigError(f"unknown world {name!r} (known: {', '.join(known_worlds())})")
+    if name not in _CACHE:
+        _CACHE[name] = _FACTORIES[name]()
+    return _CACHE[name]
+
+
+def _shapes() -> World:
+    from tdmr1.worlds.shapes.world import make_world
+
+    return make_world()
+
+
+register_world("shapes", _shapes)
+
+__all__ = ["World", "get_world", "known_worlds", "register_world"]

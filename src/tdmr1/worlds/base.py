@@ -1,0 +1,64 @@
+"""The ``World`` record: what every embedded world (shapes, glyphs, ...) offers to the rest of tdmr1."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tdmr1.rewards.base import Reward
+
+
+def first_per_tag(suite: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """Deterministic slice of a suite: the first ``n`` prompts of every tag, suite order kept."""
+    seen: dict[str, int] = {}
+    out = []
+    for md in suite:
+        tag = md.get("tag", "untagged")
+        if seen.get(tag, 0) < n:
+            seen[tag] = seen.get(tag, 0) + 1
+            out.append(md)
+    return out
+
+
+@dataclass(frozen=True)
+class World:
+    """A self-contained benchmark world.
+
+    Attributes:
+        name: registry name (``shapes``).
+        image_size: (height, width) of every image.
+        tags: the benchmark's categories, in report order.
+        images_per_prompt: images per benchmark prompt.
+        tokenizer_mode: ``word`` or ``char`` (how the embedded text encoder splits prompts).
+        make_reward: builds the world's black-box reward (implements ``tdmr1.rewards.base.Reward``).
+        benchmark_suite: ``() -> list of metadata dicts`` (the fixed benchmark prompts).
+        training_prompts: ``(seed=..., n=...) -> list of metadata dicts`` for RL.
+        training_batch: ``(rng, n) -> (uint8 [n, H, W, 3], captions)``: the teacher's training data.
+        render_oracle: ``(metadata, rng) -> uint8 [H, W, 3]``: an image that satisfies the prompt.
+        read_prompts: ``(path) -> list of metadata dicts``: the world's prompt-file reader.
+        resolve_metadata: ``(metadata) -> metadata``: validate one prompt's metadata for this world
+            (complete it from the prompt text where possible); DataError when it is unusable.
+        vocabulary: ``() -> list of words`` every caption and prompt is made of.
+        grid_prompts: ``() -> list of prompt strings`` for preview sample grids.
+        subsample_suite: ``(suite, n) -> suite``: deterministic slice of ``n`` prompts per tag.
+    """
+
+    name: str
+    image_size: tuple[int, int]
+    tags: tuple[str, ...]
+    images_per_prompt: int
+    tokenizer_mode: str
+    make_reward: Callable[[], Reward]
+    benchmark_suite: Callable[[], list[dict[str, Any]]]
+    training_prompts: Callable[..., list[dict[str, Any]]]
+    training_batch: Callable[[np.random.Generator, int], tuple[np.ndarray, list[str]]]
+    render_oracle: Callable[[dict[str, Any], np.random.Generator], np.ndarray]
+    read_prompts: Callable[[str | Path], list[dict[str, Any]]]
+    resolve_metadata: Callable[[dict[str, Any]], dict[str, Any]]
+    vocabulary: Callable[[], list[str]]
+    grid_prompts: Callable[[], list[str]]
+    subsample_suite: Callable[[list[dict[str, Any]], int], list[dict[str, Any]]] = first_per_tag
