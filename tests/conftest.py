@@ -38,3 +38,17 @@ def tiny_teacher(tmp_path_factory):
     path = tmp_path_factory.mktemp("teacher") / "model"
     model.save(path, dtype=None)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_student(tiny_teacher, tmp_path_factory):
+    """A 4-step student exported by one tiny distillation iteration of the tiny teacher."""
+    from tdmr1.config import load_config
+    from tdmr1.training.distill import DistillConfig, distill
+
+    cfg = load_config(
+        DistillConfig,
+        None,
+        [f"teacher={tiny_teacher}", "iterations=1", "batch_size=2", "lora.rank=2", "sample_every=0"],
+    )
+    return distill(cfg, tmp_path_factory.mktemp("student") / "run", quiet=True)

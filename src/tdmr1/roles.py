@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -85,8 +86,10 @@ class Roles:
         self.names = list(names)
         self.lora = lora
         denoiser.requires_grad_(False)
-        for name in self.names:
-            denoiser.add_adapter(lora.peft_config(), adapter_name=name)
+        with warnings.catch_warnings():  # peft warns on every adapter after the first; several are the point
+            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+            for name in self.names:
+                denoiser.add_adapter(lora.peft_config(), adapter_name=name)
         self._params = {n: [p for k, p in denoiser.named_parameters() if f".{n}." in k] for n in self.names}
         for name in self.names:
             for p in self._params[name]:
@@ -144,6 +147,20 @@ class Roles:
         result = set_peft_model_state_dict(self.denoiser, state, adapter_name=name)
         if getattr(result, "unexpected_keys", None):
             raise CheckpointError(f"adapter weights for {name!r} have unexpected keys {result.unexpected_keys[:2]}")
+
+    @torch.no_grad()
+    def lerp_into(self, src: str, dst: str, decay: float) -> None:
+        """dst <- decay * dst + (1 - decay) * src, parameter by parameter (an EMA copy kept as a role)."""
+        dst_by_key = {self._key(k, dst): p for k, p in self._named(dst)}
+        for key, p in self._named(src):
+            dst_by_key[self._key(key, src)].lerp_(p.detach(), 1.0 - decay)
+
+    def _named(self, name: str) -> list[tuple[str, nn.Parameter]]:
+        return [(k, p) for k, p in self.denoiser.named_parameters() if f".{name}." in k]
+
+    @staticmethod
+    def _key(param_name: str, role: str) -> str:
+        return param_name.replace(f".{role}.", ".<role>.")
 
     def merged_state_dict(self, name: str) -> dict[str, torch.Tensor]:
         """Plain denoiser weights (no adapters) equal to base + role ``name`` merged."""

@@ -16,10 +16,11 @@ config_app = typer.Typer(help="Inspect and validate configs.", no_args_is_help=T
 
 def config_kinds() -> dict[str, type]:
     """Config name -> dataclass, for every trainer that exists."""
+    from tdmr1.training.distill import DistillConfig
     from tdmr1.training.pretrain import PretrainConfig
+    from tdmr1.training.rl_config import RLConfig
 
-    kinds: dict[str, type] = {"pretrain": PretrainConfig}
-    return kinds
+    return {"pretrain": PretrainConfig, "distill": DistillConfig, "train": RLConfig}
 
 
 def _kind(name: str) -> type:
@@ -30,7 +31,7 @@ def _kind(name: str) -> type:
 
 
 @config_app.command("show")
-def show(kind: str = typer.Argument(..., help="pretrain, ...")) -> None:
+def show(kind: str = typer.Argument(..., help="pretrain | distill | train")) -> None:
     """Print every field of a config with its default and meaning."""
     table = Table(title=f"{kind} config")
     for col in ("key", "default", "meaning"):

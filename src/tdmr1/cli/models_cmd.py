@@ -64,10 +64,10 @@ def sample_command(
 ) -> None:
     """Sample images for a prompt file into GenEval's folder layout."""
     from tdmr1.evaluate import sample_to_folder
-    from tdmr1.worlds.shapes.prompts import read_prompt_file
+    from tdmr1.geneval_layout import read_prompt_file
 
     model = _load(checkpoint)
-    metadata = read_prompt_file(prompts)
+    metadata = read_prompt_file(prompts, known_tags=None)  # any tags: sampling does not judge
     sampling = _sampling(model.meta, steps, cfg, sampler, shift)
     seconds = sample_to_folder(model, metadata, out, sampling, images_per_prompt, seed, batch_size)
     n = len(metadata) * images_per_prompt
@@ -108,7 +108,44 @@ def eval_command(
         json_out.write_text(json.dumps(result, indent=2))
 
 
+def distill_command(
+    world: str = typer.Option("shapes", help="embedded world"),
+    teacher: Path = typer.Option(Path("checkpoints/shapes/teacher"), help="teacher checkpoint folder"),
+    config: Path | None = typer.Option(None, help="YAML config (defaults: `tdmr1 config show distill`)"),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    out: Path = typer.Option(Path("runs/distill"), help="run folder (state, logs, grids, exported student)"),
+    resume: bool = typer.Option(True, help="continue from the run folder's state if there is one"),
+) -> None:
+    """TDM distillation of the teacher into a 4-step student (data-free, prompts only)."""
+    from tdmr1.training.distill import DistillConfig, distill
+
+    _load(teacher)  # clear error before any work
+    cfg = load_config(DistillConfig, config, [f"world={world}", f"teacher={teacher}", *set_])
+    console.print(f"student saved to {distill(cfg, out, resume=resume)}")
+
+
+def train_command(
+    world: str = typer.Option("shapes", help="embedded world (prompts, reward, validation)"),
+    init: Path = typer.Option(Path("checkpoints/shapes/tdm4"), help="few-step student to reinforce"),
+    reward: str | None = typer.Option(None, help="reward name (default: the world's own)"),
+    config: Path | None = typer.Option(None, help="YAML config (defaults: `tdmr1 config show train`)"),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    out: Path = typer.Option(Path("runs/r1"), help="run folder"),
+    resume: bool = typer.Option(True, help="continue from the run folder's state if there is one"),
+) -> None:
+    """TDM-R1: reinforce the few-step generator with a black-box reward through a learned surrogate."""
+    from tdmr1.training.rl import TDMR1Trainer
+    from tdmr1.training.rl_config import RLConfig
+
+    _load(init)
+    extra = [f"reward={reward}"] if reward else []
+    cfg = load_config(RLConfig, config, [f"world={world}", f"init={init}", *extra, *set_])
+    console.print(f"model saved to {TDMR1Trainer(cfg, out).run(resume=resume)}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("pretrain")(pretrain_command)
+    app.command("distill")(distill_command)
+    app.command("train")(train_command)
     app.command("sample")(sample_command)
     app.command("eval")(eval_command)

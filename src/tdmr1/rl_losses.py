@@ -1,0 +1,130 @@
+"""TDM-R1 losses (METHOD.md sec. 4) as pure functions: group advantages, the per-step surrogate target,
+the group Bradley-Terry surrogate loss with its clips, and the three-term generator loss.
+
+Shapes: images [N, C, H, W]; per-sample values [N]; ``group`` [N] holds each sample's prompt-group id.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from tdmr1.flow import bridge_coefficients, expand_like
+from tdmr1.losses import direction_loss, dmd_normaliser, per_sample_mean
+
+
+def group_mean(values: Tensor, group: Tensor) -> Tensor:
+    """Each sample's group mean of ``values`` [N] (groups given by integer ids)."""
+    ids, inverse = torch.unique(group, return_inverse=True)
+    sums = torch.zeros(len(ids), dtype=values.dtype).index_add_(0, inverse, values)
+    counts = torch.zeros(len(ids), dtype=values.dtype).index_add_(0, inverse, torch.ones_like(values))
+    return (sums / counts)[inverse]
+
+
+def group_advantages(rewards: Tensor, group: Tensor, eps: float = 1e-4, clip: float = 5.0) -> Tensor:
+    """A_i = (r_i - mean_group(r)) / (std of r over the whole batch + eps), clipped to [-clip, clip]."""
+    centred = rewards - group_mean(rewards, group)
+    return (centred / (rewards.std(unbiased=False) + eps)).clamp(-clip, clip)
+
+
+def surrogate_target(x_k: Tensor, s_k: Tensor, xi: Tensor, tau: Tensor) -> tuple[Tensor, Tensor]:
+    """Noisy input x_tau = a x_k + b xi (bridge from level s_k up to tau) and the per-step velocity target
+
+    v* = -x_k / (1 - s_k) + (xi / b)(tau + a s_k^2 / (1 - s_k)),
+
+    which is the flow target xi - x0 at the clean state (s_k = 0) and, in general, the conditional
+    velocity of the bridge given x_k. Returns (x_tau, v*).
+    """
+    a, b = bridge_coefficients(s_k, tau)
+    a_, b_, s_, t_ = (expand_like(v, x_k) for v in (a, b, s_k, tau))
+    x_tau = a_ * x_k + b_ * xi
+    one_minus_s = (1 - s_).clamp_min(1e-6)
+    v_star = -x_k / one_minus_s + (xi / b_.clamp_min(1e-6)) * (t_ + a_ * s_**2 / one_minus_s)
+    return x_tau, v_star
+
+
+def bt_group_weights(adv: Tensor, d: Tensor, d_ref: Tensor, group: Tensor, beta: float) -> Tensor:
+    """sg(sigmoid(S_g)) per sample, S_g = (beta / G) sum_{i in g} A_i (d_i - d_ref_i)."""
+    with torch.no_grad():
+        s_g = beta * group_mean(adv * (d - d_ref), group)
+        return torch.sigmoid(s_g)
+
+
+def surrogate_loss(
+    d: Tensor,
+    d_ref: Tensor,
+    adv: Tensor,
+    group: Tensor,
+    beta: float,
+    step_weight: Tensor | None = None,
+    d_old: Tensor | None = None,
+    ppo_clip: float | None = None,
+    anchor: Tensor | None = None,
+    d_base: Tensor | None = None,
+    anchor_limit: float = 0.05,
+    anchor_weight: float = 1e-3,
+) -> tuple[Tensor, dict[str, float]]:
+    """Group Bradley-Terry loss on per-sample distances d_i = mean||v* - v_sur||^2 (d_ref from the reference).
+
+    L = mean_i[ sg(sigmoid(S_g(i))) A_i d_i * step_weight_i ] + anchor_weight * mean(anchor), whose gradient
+    in d is (G / (beta N)) x that of sum_g softplus(S_g): a group Bradley-Terry loss with weights |A|.
+    Clips detach d_i: PPO-style when ratio = exp(d_old - d) has already moved past 1 +- ppo_clip in the
+    advantage's direction; anchor when mean||v_sur - v_base||^2 (``anchor`` [N]) > anchor_limit and the
+    sample is already on the right side of the base (A_i (d_i - d_base_i) < 0).
+    """
+    keep = torch.ones_like(d, dtype=torch.bool)
+    if ppo_clip is not None and d_old is not None:
+        ratio = torch.exp(d_old.detach() - d.detach())
+        keep &= ~(((adv > 0) & (ratio > 1 + ppo_clip)) | ((adv < 0) & (ratio < 1 - ppo_clip)))
+    if anchor is not None and d_base is not None:
+        right_side = adv * (d.detach() - d_base.detach()) < 0
+        keep &= ~((anchor.detach() > anchor_limit) & right_side)
+    d_used = torch.where(keep, d, d.detach())
+    weight = bt_group_weights(adv, d, d_ref, group, beta)
+    per = weight * adv * d_used
+    if step_weight is not None:
+        per = per * step_weight
+    loss = per.mean()
+    if anchor is not None and anchor_weight:
+        loss = loss + anchor_weight * anchor.mean()
+    return loss, {"clip_frac": 1.0 - keep.float().mean().item()}
+
+
+def generator_rl_loss(
+    x0_hat: Tensor,
+    x0_base_cond: Tensor,
+    x0_base_uncond: Tensor,
+    x0_fake: Tensor,
+    x0_sur_cfg: Tensor,
+    x0_ref: Tensor,
+    cfg: float,
+    reward_mask: Tensor,
+    w_kl: float = 1.0,
+    w_cfg: float = 0.3,
+    w_reward: float = 0.7,
+    huber_c: float | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """L = w_cfg * D(d_cfg) + w_reward * D(d_r) [only where reward_mask] + w_kl * D(d_kl) with
+    D(d) = mean((x0_hat - sg(x0_hat + d))^2 / w): the reverse-KL (base - fake), CFG-as-reward and
+    surrogate-reward directions; w = mean|x0_hat - x0_base_cfg|, w_r = mean|x0_hat - x0_sur_cfg|.
+    The x0 predictions from the frozen/other roles must be computed without grad.
+    """
+    d_kl = x0_base_cond - x0_fake
+    d_cfg = (cfg - 1.0) * (x0_base_cond - x0_base_uncond)
+    d_r = x0_sur_cfg - x0_ref
+    w = dmd_normaliser(x0_hat, x0_base_uncond + cfg * (x0_base_cond - x0_base_uncond))
+    w_r = dmd_normaliser(x0_hat, x0_sur_cfg)
+    loss_kl = direction_loss(x0_hat, d_kl, w, huber_c)
+    loss_cfg = direction_loss(x0_hat, d_cfg, w, huber_c)
+    mask = reward_mask.to(x0_hat.dtype)
+    err = x0_hat - (x0_hat + d_r).detach()
+    per_r = per_sample_mean(err.pow(2)) / w_r
+    loss_r = (per_r * mask).mean()
+    loss = w_kl * loss_kl + w_cfg * loss_cfg + w_reward * loss_r
+    stats = {
+        "loss_kl": loss_kl.item(),
+        "loss_cfg": loss_cfg.item(),
+        "loss_reward": loss_r.item(),
+        "reward_dir_norm": per_sample_mean(d_r.pow(2)).mean().sqrt().item(),
+    }
+    return loss, stats

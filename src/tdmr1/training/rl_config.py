@@ -1,0 +1,86 @@
+"""TDM-R1 configuration: every hyperparameter of METHOD.md sec. 4, with the authors' values as defaults
+where they apply (GenEval column for the shapes world)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from tdmr1.config import option
+from tdmr1.errors import ConfigError
+from tdmr1.roles import LoraSettings
+
+
+@dataclass
+class RLConfig:
+    """TDM-R1: surrogate-reward RL of a few-step generator from a black-box reward."""
+
+    world: str = option("shapes", "embedded world: prompts, reward, validation benchmark")
+    init: str = option("checkpoints/shapes/tdm4", "few-step student to start from (exported by `distill`)")
+    teacher: str | None = option(None, "base/teacher checkpoint (default: the one recorded in the student)")
+    reward: str | None = option(None, "reward name (default: the world's own checker / OCR reward)")
+    lora: LoraSettings = option(factory=LoraSettings, doc="adapter shape of generator, fake, surrogate")
+    # --- batch arithmetic -------------------------------------------------------------------------
+    iterations: int = option(300, "RL iterations (one optimizer step per role each)")
+    prompts_per_iteration: int = option(8, "m: prompt groups per iteration")
+    group_size: int = option(8, "G: images per prompt (paper: 24)")
+    minibatch_groups: int = option(4, "groups per minibatch (groups are never split); gradients accumulate")
+    train_steps_per_iteration: int = option(2, "random step indices j of the K trained per minibatch")
+    # --- advantages -------------------------------------------------------------------------------
+    adv_eps: float = option(1e-4, "added to the batch std of rewards")
+    adv_clip: float = option(5.0, "advantages clipped to [-adv_clip, adv_clip]")
+    # --- surrogate reward model -------------------------------------------------------------------
+    beta: float = option(1.0, "Bradley-Terry temperature (GenEval 1, OCR 10)")
+    t_min_surrogate: float = option(0.55, "lowest noise level for surrogate training (GenEval 550/1000)")
+    reference: Literal["base", "ema"] = option("base", "reference of the implicit reward: frozen base (code) or EMA")
+    ppo_clip: float = option(1e-3, "PPO-style clip against the lagging EMA surrogate")
+    anchor_limit: float = option(0.05, "anchor: detach when mean||v_sur - v_base||^2 exceeds this on the right side")
+    anchor_weight: float = option(1e-3, "weight of mean||v_sur - v_base||^2 in the surrogate loss")
+    surrogate_ema_max: float = option(0.3, "old-surrogate EMA decay min(max, start + rate n)")
+    surrogate_ema_start: float = option(0.001, "old-surrogate EMA decay at n = 0")
+    surrogate_ema_rate: float = option(0.001, "old-surrogate EMA decay growth per iteration")
+    # --- generator ----------------------------------------------------------------------------------
+    cfg: float = option(4.5, "teacher CFG of the CFG-as-reward direction and the normaliser")
+    surrogate_cfg: float = option(2.5, "surrogate CFG in the reward direction (GenEval 2.5, OCR 4.5)")
+    t_min_reward: float = option(0.25, "lowest noise level of the reward direction (GenEval 250/1000)")
+    trunc_steps: int = option(4, "steps j < trunc_steps get the reward term")
+    w_kl: float = option(1.0, "weight of the reverse-KL (base - fake) direction")
+    w_cfg: float = option(0.3, "weight of the CFG direction")
+    w_reward: float = option(0.7, "weight of the surrogate-reward direction")
+    huber_c: float | None = option(None, "pseudo-Huber constant (null = squared error)")
+    # --- fake score ---------------------------------------------------------------------------------
+    fake_base_weight: float = option(0.02, "fake score's MSE weight toward the frozen base")
+    interval: Literal["tdm", "separate"] = option("tdm", "fake-score noise interval (t_{j+1}, T] or (t_{j+1}, t_j]")
+    # --- optimisers ---------------------------------------------------------------------------------
+    lr_generator: float = option(7.5e-5, "generator AdamW lr")
+    lr_fake: float = option(3e-4, "fake-score AdamW lr")
+    lr_surrogate: float = option(3e-4, "surrogate AdamW lr")
+    betas_generator: tuple[float, float] = option((0.0, 0.999), "generator AdamW betas")
+    betas_fake: tuple[float, float] = option((0.0, 0.999), "fake-score AdamW betas")
+    betas_surrogate: tuple[float, float] = option((0.9, 0.999), "surrogate AdamW betas")
+    weight_decay: float = option(1e-4, "AdamW weight decay")
+    grad_clip: float = option(1.0, "gradient-norm clip per role")
+    ema_decay: float = option(0.9, "generator EMA: decay min((1+n)/(10+n), ema_decay)")
+    # --- run control --------------------------------------------------------------------------------
+    reward_timeout_s: float = option(120.0, "a reward call slower than this is an error")
+    skip_bad_reward_batches: bool = option(False, "skip a batch whose reward fails instead of stopping")
+    seed: int = option(0, "seed")
+    threads: int = option(0, "torch CPU threads (0 = default)")
+    max_minutes: float | None = option(None, "stop (cleanly, with a checkpoint) after this wall time")
+    log_every: int = option(1, "TensorBoard scalars every N iterations")
+    checkpoint_every: int = option(10, "resumable state + exported model every N iterations")
+    val_every: int = option(25, "ShapesEval on the validation slice every N iterations (0 = off)")
+    val_prompts_per_tag: int = option(4, "validation slice: first N benchmark prompts per tag")
+    val_images_per_prompt: int = option(2, "validation images per prompt")
+
+    def validate(self) -> None:
+        if self.prompts_per_iteration % self.minibatch_groups:
+            raise ConfigError(
+                f"prompts_per_iteration ({self.prompts_per_iteration}) must be a multiple of "
+                f"minibatch_groups ({self.minibatch_groups}) so that groups stay whole"
+            )
+        if self.group_size < 2:
+            raise ConfigError("group_size must be >= 2 (advantages are relative within a group)")
+        for key in ("t_min_surrogate", "t_min_reward"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ConfigError(f"{key} must be in [0, 1)")

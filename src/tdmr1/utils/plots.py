@@ -1,0 +1,37 @@
+"""Training curves as PNG (matplotlib, headless): reward and validation accuracy against iteration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from tdmr1.training.progress import read_metrics  # noqa: E402
+from tdmr1.utils.io import atomic_writer  # noqa: E402
+
+
+def plot_reward_curve(run_dir: str | Path, out_path: str | Path) -> Path | None:
+    """Rollout reward (and validation overall, if logged) against iteration; None if nothing logged."""
+    rows = read_metrics(run_dir)
+    train = [(r["step"], r["reward"]) for r in rows if "reward" in r]
+    val = [(r["step"], r["val/overall"]) for r in rows if "val/overall" in r]
+    if not train and not val:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+    if train:
+        ax.plot(*zip(*train, strict=True), label="rollout reward (partial credit)", alpha=0.8)
+    if val:
+        ax.plot(*zip(*val, strict=True), "o-", label="validation accuracy (4 NFE)")
+    ax.set_xlabel("iteration")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    out_path = Path(out_path)
+    with atomic_writer(out_path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return out_path
