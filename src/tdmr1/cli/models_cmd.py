@@ -149,3 +149,20 @@ def register(app: typer.Typer) -> None:
     app.command("train")(train_command)
     app.command("sample")(sample_command)
     app.command("eval")(eval_command)
+    app.command("demo")(demo_command)
+
+
+def demo_command(
+    world: str = typer.Option("shapes", help="embedded world"),
+    minutes: float = typer.Option(10.0, help="wall-time budget of the RL run"),
+    iterations: int | None = typer.Option(None, help="stop after this many iterations instead"),
+    out: Path = typer.Option(Path("demo_out"), help="output folder (report.md, grids, curve, evaluations)"),
+    checkpoints: Path = typer.Option(Path("checkpoints"), help="folder with the shipped checkpoints"),
+    set_: list[str] = typer.Option([], "--set", help="extra RL config overrides"),
+) -> None:
+    """The main job: TDM-R1 from the shipped 4-step student, then a before/after report."""
+    from tdmr1.demo import run_demo
+
+    report = run_demo(world, minutes, iterations, out, checkpoints, set_)
+    console.print(report.read_text(), markup=False, highlight=False)
+    console.print(f"report written to {report}")

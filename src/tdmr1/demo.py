@@ -1,0 +1,84 @@
+"""`tdmr1 demo`: from the shipped 4-step student, a short TDM-R1 run on an embedded world, then evaluation
+and ``report.md`` (teacher@80 NFE | TDM@4 | TDM-R1@4 per tag, reward curve, before/after grids)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from tdmr1.config import load_config
+from tdmr1.errors import CheckpointError
+from tdmr1.evaluate import evaluate
+from tdmr1.generate import SamplingConfig
+from tdmr1.models.embedded import EmbeddedT2I
+from tdmr1.report import comparison_table, write_report
+from tdmr1.training.rl import TDMR1Trainer
+from tdmr1.training.rl_config import RLConfig
+from tdmr1.worlds import get_world
+
+#: Demo budget on 2 CPU cores (smaller groups than the paper's 24; everything else at the defaults).
+DEMO_OVERRIDES = ["prompts_per_iteration=8", "group_size=8", "minibatch_groups=4", "val_every=10",
+                  "checkpoint_every=10", "iterations=100000"]
+TEACHER_EVAL_FILE = "eval_80nfe.json"
+
+
+def _teacher_results(checkpoints: Path, world: str) -> dict[str, Any] | None:
+    """The teacher's measured 80-NFE results shipped next to it (evaluating it live takes minutes)."""
+    path = checkpoints / world / "teacher" / TEACHER_EVAL_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_demo(world: str = "shapes", minutes: float | None = 10.0, iterations: int | None = None,
+             out: str | Path = "demo_out", checkpoints: str | Path = "checkpoints", extra: list[str] | None = None,
+             quiet: bool = False) -> Path:
+    """Run the demo; returns the path of ``report.md``."""
+    out, checkpoints = Path(out), Path(checkpoints)
+    student = checkpoints / world / "tdm4"
+    if not (student / "adapter.safetensors").is_file():
+        raise CheckpointError(f"shipped student not found at {student}: run `tdmr1 distill --world {world} "
+                              f"--out runs/distill` and copy runs/distill/model there, or pass --checkpoints")
+    run_dir = out / "run"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # the demo always starts fresh from the shipped student
+    overrides = [f"world={world}", f"init={student}", *DEMO_OVERRIDES]
+    if minutes is not None:
+        overrides.append(f"max_minutes={minutes}")
+    if iterations is not None:
+        overrides.append(f"iterations={iterations}")
+    cfg = load_config(RLConfig, None, [*overrides, *(extra or [])])
+    t0 = time.time()
+    trainer = TDMR1Trainer(cfg, run_dir, quiet=quiet)
+    trainer.run(resume=False)
+    train_seconds = time.time() - t0
+    four = SamplingConfig(steps=trainer.sampling.steps, cfg=1.0, sampler="euler", shift=trainer.sampling.shift)
+    tdm = evaluate(EmbeddedT2I.load(student).eval(), world, four, out / "eval_tdm4", quiet=quiet)
+    r1 = evaluate(EmbeddedT2I.load(run_dir / "model").eval(), world, four, out / "eval_r1", quiet=quiet)
+    teacher = _teacher_results(checkpoints, world)
+    tags = list(get_world(world).tags)
+    columns = [("teacher @80 NFE (shipped, measured)", teacher), ("TDM @4 NFE", tdm),
+               (f"TDM-R1 @4 NFE ({trainer.step} it.)", r1)]
+    for name in ("before", "after"):
+        shutil.copy(run_dir / "samples" / f"{name}.png", out / f"grid_{name}.png")
+    if (run_dir / "reward_curve.png").is_file():
+        shutil.copy(run_dir / "reward_curve.png", out / "reward_curve.png")
+    body = comparison_table(columns, tags)
+    setup = (f"World `{world}`, benchmark suite (seed 0), accuracy = fraction of images the checker judges "
+             f"correct; overall = mean of tags. TDM-R1 ran {trainer.step} iterations of "
+             f"{cfg.prompts_per_iteration} prompts x {cfg.group_size} images in {train_seconds / 60:.1f} min "
+             f"({trainer.step * cfg.prompts_per_iteration * cfg.group_size} reward queries).")
+    rise = r1["overall"] - tdm["overall"]
+    sections = [
+        ("Result", f"{setup}\n\n{body}\n\nChange in overall from TDM to TDM-R1: {rise:+.3f}."),
+        ("Reward curve", "![reward curve](reward_curve.png)"),
+        ("Samples (same seeds)", "Before (TDM student):\n\n![before](grid_before.png)\n\n"
+                                 "After (TDM-R1):\n\n![after](grid_after.png)"),
+        ("Reproduce", f"`tdmr1 demo --world {world} --minutes {minutes}`"
+                      + (f" --iterations {iterations}" if iterations else "")),
+    ]
+    (out / "results.json").write_text(json.dumps({"teacher_80nfe": teacher, "tdm_4nfe": tdm, "r1_4nfe": r1,
+                                                  "iterations": trainer.step,
+                                                  "train_seconds": round(train_seconds, 1)}, indent=2))
+    return write_report(out / "report.md", f"tdmr1 demo: TDM-R1 on {world}", sections)

@@ -1,0 +1,37 @@
+"""Markdown reports: per-tag comparison tables of several systems, with linked plots and grids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tdmr1.utils.io import atomic_write_text
+
+
+def comparison_table(columns: list[tuple[str, dict[str, Any] | None]], tags: list[str]) -> str:
+    """Markdown table: one row per tag (+ overall), one column per (name, results) system."""
+    head = "| tag | " + " | ".join(name for name, _ in columns) + " |"
+    sep = "| --- | " + " | ".join("---:" for _ in columns) + " |"
+    rows = [head, sep]
+    for tag in [*tags, "overall"]:
+        cells = []
+        for _, res in columns:
+            if res is None:
+                cells.append("n/a")
+                continue
+            value = res["overall"] if tag == "overall" else res["tags"].get(tag)
+            value = value["accuracy"] if isinstance(value, dict) else value
+            cells.append("n/a" if value is None else f"{value:.3f}")
+        label = f"**{tag}**" if tag == "overall" else tag
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def write_report(path: str | Path, title: str, sections: list[tuple[str, str]]) -> Path:
+    """Write ``# title`` followed by ``## heading`` + body for each section."""
+    parts = [f"# {title}\n"]
+    for heading, body in sections:
+        parts.append(f"## {heading}\n\n{body.strip()}\n")
+    path = Path(path)
+    atomic_write_text(path, "\n".join(parts))
+    return path
