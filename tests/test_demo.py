@@ -13,9 +13,15 @@ from tdmr1.errors import CheckpointError
 def test_demo_writes_report(tiny_student, tmp_path):
     ckpts = tmp_path / "checkpoints"
     shutil.copytree(tiny_student, ckpts / "shapes" / "tdm4")
-    report = run_demo("shapes", minutes=None, iterations=1, out=tmp_path / "demo", checkpoints=ckpts,
-                      extra=["lora.rank=2", "prompts_per_iteration=2", "group_size=2", "minibatch_groups=1",
-                             "val_every=0"], quiet=True)
+    report = run_demo(
+        "shapes",
+        minutes=None,
+        iterations=1,
+        out=tmp_path / "demo",
+        checkpoints=ckpts,
+        extra=["lora.rank=2", "prompts_per_iteration=2", "group_size=2", "minibatch_groups=1", "val_every=0"],
+        quiet=True,
+    )
     text = report.read_text()
     assert "| tag | teacher @80 NFE" in text and "TDM @4 NFE" in text and "TDM-R1 @4 NFE (1 it.)" in text
     assert "| color_attr |" in text and "**overall**" in text

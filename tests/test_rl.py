@@ -56,35 +56,34 @@ def test_surrogate_target_is_flow_target_when_clean_and_bridge_velocity_otherwis
     assert torch.allclose(v, (-t * score - x_tau) / (1 - t), atol=1e-4)  # velocity = (-tau score - x)/(1-tau)
 
 
-def _cfg(student, tmp_path=None, *extra):
-    return load_config(
-        RLConfig,
-        None,
-        [
-            f"init={student}",
-            "lora.rank=2",
-            "prompts_per_iteration=2",
-            "group_size=2",
-            "minibatch_groups=1",
-            "val_every=0",
-            "checkpoint_every=1",
-            *extra,
-        ],
-    )
+def _args(student) -> list[str]:
+    return [
+        f"init={student}",
+        "lora.rank=2",
+        "prompts_per_iteration=2",
+        "group_size=2",
+        "minibatch_groups=1",
+        "val_every=0",
+        "checkpoint_every=1",
+    ]
+
+
+def _cfg(student, *extra):
+    return load_config(RLConfig, None, [*_args(student), *extra])
 
 
 def test_fresh_surrogate_gives_zero_reward_direction(tiny_student, tmp_path):
-    trainer = TDMR1Trainer(_cfg(tiny_student, None, "surrogate_cfg=1.0"), tmp_path, quiet=True)
+    trainer = TDMR1Trainer(_cfg(tiny_student, "surrogate_cfg=1.0"), tmp_path, quiet=True)
     ro = trainer.rollout()
     stats = trainer.update_generator(ro)
     assert stats["reward_dir_norm"] == 0.0
 
 
 def test_one_iteration_and_exact_resume(tiny_student, tmp_path):
-    cfg = _cfg(tiny_student, None, "iterations=2")
+    cfg = _cfg(tiny_student, "iterations=2")
     a = TDMR1Trainer(cfg, tmp_path / "a", quiet=True)
     a.run()
-    b = TDMR1Trainer(load_config(RLConfig, None, [*_args(cfg), "iterations=1"]), tmp_path / "b", quiet=True)
+    b = TDMR1Trainer(load_config(RLConfig, None, [*_args(tiny_student), "iterations=1"]), tmp_path / "b", quiet=True)
     b.run()
     c = TDMR1Trainer(cfg, tmp_path / "b", quiet=True)  # resumes at iteration 1, runs iteration 2
     c.run()
@@ -94,18 +93,6 @@ def test_one_iteration_and_exact_resume(tiny_student, tmp_path):
     assert (tmp_path / "a" / "samples" / "before.png").is_file() and (
         tmp_path / "a" / "samples" / "after.png"
     ).is_file()
-
-
-def _args(cfg: RLConfig) -> list[str]:
-    return [
-        f"init={cfg.init}",
-        "lora.rank=2",
-        "prompts_per_iteration=2",
-        "group_size=2",
-        "minibatch_groups=1",
-        "val_every=0",
-        "checkpoint_every=1",
-    ]
 
 
 class _BadReward:
@@ -129,7 +116,7 @@ class _BadReward:
     "mode, message", [("raise", "raised ValueError: detector crashed"), ("nan", "non-finite"), ("sleep", "timed out")]
 )
 def test_bad_reward_stops_cleanly_with_checkpoint_intact(tiny_student, tmp_path, mode, message):
-    trainer = TDMR1Trainer(_cfg(tiny_student, None, "iterations=3", "reward_timeout_s=0.5"), tmp_path, quiet=True)
+    trainer = TDMR1Trainer(_cfg(tiny_student, "iterations=3", "reward_timeout_s=0.5"), tmp_path, quiet=True)
     trainer.iteration()
     trainer.save()
     before = (tmp_path / "state.pt").read_bytes()
@@ -141,7 +128,7 @@ def test_bad_reward_stops_cleanly_with_checkpoint_intact(tiny_student, tmp_path,
 
 def test_bad_reward_batches_can_be_skipped(tiny_student, tmp_path):
     trainer = TDMR1Trainer(
-        _cfg(tiny_student, None, "iterations=1", "skip_bad_reward_batches=true", "max_minutes=0.05"),
+        _cfg(tiny_student, "iterations=1", "skip_bad_reward_batches=true", "max_minutes=0.05"),
         tmp_path,
         quiet=True,
     )

@@ -102,3 +102,15 @@ def test_cli_prompts_render_score(tmp_path: Path) -> None:
     assert isinstance(res.exception, DataError) and "unknown split" in str(res.exception)
     res = runner.invoke(app, ["score", str(out), "--world", "glyphz"])
     assert isinstance(res.exception, ConfigError)
+
+
+def test_off_palette_fraction() -> None:
+    from tdmr1.worlds.shapes.quality import off_palette_fraction
+
+    world = get_world("shapes")
+    clean, _ = world.training_batch(np.random.default_rng(0), 32)
+    assert off_palette_fraction(clean) == 0.0
+    muddy = clean.copy()
+    fg = muddy.max(axis=-1) > 60
+    muddy[fg] = (muddy[fg] // 2 + 60).astype(np.uint8)  # washed-out colours
+    assert off_palette_fraction(muddy) > 0.5

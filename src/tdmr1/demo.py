@@ -20,8 +20,14 @@ from tdmr1.training.rl_config import RLConfig
 from tdmr1.worlds import get_world
 
 #: Demo budget on 2 CPU cores (smaller groups than the paper's 24; everything else at the defaults).
-DEMO_OVERRIDES = ["prompts_per_iteration=8", "group_size=8", "minibatch_groups=4", "val_every=10",
-                  "checkpoint_every=10", "iterations=100000"]
+DEMO_OVERRIDES = [
+    "prompts_per_iteration=8",
+    "group_size=8",
+    "minibatch_groups=4",
+    "val_every=10",
+    "checkpoint_every=10",
+    "iterations=100000",
+]
 TEACHER_EVAL_FILE = "eval_80nfe.json"
 
 
@@ -31,15 +37,23 @@ def _teacher_results(checkpoints: Path, world: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def run_demo(world: str = "shapes", minutes: float | None = 10.0, iterations: int | None = None,
-             out: str | Path = "demo_out", checkpoints: str | Path = "checkpoints", extra: list[str] | None = None,
-             quiet: bool = False) -> Path:
+def run_demo(
+    world: str = "shapes",
+    minutes: float | None = 10.0,
+    iterations: int | None = None,
+    out: str | Path = "demo_out",
+    checkpoints: str | Path = "checkpoints",
+    extra: list[str] | None = None,
+    quiet: bool = False,
+) -> Path:
     """Run the demo; returns the path of ``report.md``."""
     out, checkpoints = Path(out), Path(checkpoints)
     student = checkpoints / world / "tdm4"
     if not (student / "adapter.safetensors").is_file():
-        raise CheckpointError(f"shipped student not found at {student}: run `tdmr1 distill --world {world} "
-                              f"--out runs/distill` and copy runs/distill/model there, or pass --checkpoints")
+        raise CheckpointError(
+            f"shipped student not found at {student}: run `tdmr1 distill --world {world} "
+            f"--out runs/distill` and copy runs/distill/model there, or pass --checkpoints"
+        )
     run_dir = out / "run"
     if run_dir.exists():
         shutil.rmtree(run_dir)  # the demo always starts fresh from the shipped student
@@ -58,27 +72,45 @@ def run_demo(world: str = "shapes", minutes: float | None = 10.0, iterations: in
     r1 = evaluate(EmbeddedT2I.load(run_dir / "model").eval(), world, four, out / "eval_r1", quiet=quiet)
     teacher = _teacher_results(checkpoints, world)
     tags = list(get_world(world).tags)
-    columns = [("teacher @80 NFE (shipped, measured)", teacher), ("TDM @4 NFE", tdm),
-               (f"TDM-R1 @4 NFE ({trainer.step} it.)", r1)]
+    columns = [
+        ("teacher @80 NFE (shipped, measured)", teacher),
+        ("TDM @4 NFE", tdm),
+        (f"TDM-R1 @4 NFE ({trainer.step} it.)", r1),
+    ]
     for name in ("before", "after"):
         shutil.copy(run_dir / "samples" / f"{name}.png", out / f"grid_{name}.png")
     if (run_dir / "reward_curve.png").is_file():
         shutil.copy(run_dir / "reward_curve.png", out / "reward_curve.png")
     body = comparison_table(columns, tags)
-    setup = (f"World `{world}`, benchmark suite (seed 0), accuracy = fraction of images the checker judges "
-             f"correct; overall = mean of tags. TDM-R1 ran {trainer.step} iterations of "
-             f"{cfg.prompts_per_iteration} prompts x {cfg.group_size} images in {train_seconds / 60:.1f} min "
-             f"({trainer.step * cfg.prompts_per_iteration * cfg.group_size} reward queries).")
+    setup = (
+        f"World `{world}`, benchmark suite (seed 0), accuracy = fraction of images the checker judges "
+        f"correct; overall = mean of tags. TDM-R1 ran {trainer.step} iterations of "
+        f"{cfg.prompts_per_iteration} prompts x {cfg.group_size} images in {train_seconds / 60:.1f} min "
+        f"({trainer.step * cfg.prompts_per_iteration * cfg.group_size} reward queries)."
+    )
     rise = r1["overall"] - tdm["overall"]
     sections = [
         ("Result", f"{setup}\n\n{body}\n\nChange in overall from TDM to TDM-R1: {rise:+.3f}."),
         ("Reward curve", "![reward curve](reward_curve.png)"),
-        ("Samples (same seeds)", "Before (TDM student):\n\n![before](grid_before.png)\n\n"
-                                 "After (TDM-R1):\n\n![after](grid_after.png)"),
-        ("Reproduce", f"`tdmr1 demo --world {world} --minutes {minutes}`"
-                      + (f" --iterations {iterations}" if iterations else "")),
+        (
+            "Samples (same seeds)",
+            "Before (TDM student):\n\n![before](grid_before.png)\n\nAfter (TDM-R1):\n\n![after](grid_after.png)",
+        ),
+        (
+            "Reproduce",
+            f"`tdmr1 demo --world {world} --minutes {minutes}`" + (f" --iterations {iterations}" if iterations else ""),
+        ),
     ]
-    (out / "results.json").write_text(json.dumps({"teacher_80nfe": teacher, "tdm_4nfe": tdm, "r1_4nfe": r1,
-                                                  "iterations": trainer.step,
-                                                  "train_seconds": round(train_seconds, 1)}, indent=2))
+    (out / "results.json").write_text(
+        json.dumps(
+            {
+                "teacher_80nfe": teacher,
+                "tdm_4nfe": tdm,
+                "r1_4nfe": r1,
+                "iterations": trainer.step,
+                "train_seconds": round(train_seconds, 1),
+            },
+            indent=2,
+        )
+    )
     return write_report(out / "report.md", f"tdmr1 demo: TDM-R1 on {world}", sections)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.progress import Progress
 
 from tdmr1.generate import SamplingConfig, generate_images
@@ -31,8 +32,8 @@ def sample_to_folder(
     seed: int = 0,
     batch_size: int = 64,
     quiet: bool = False,
-) -> float:
-    """Sample every prompt into GenEval layout; returns the sampling wall time in seconds."""
+) -> tuple[float, np.ndarray]:
+    """Sample every prompt into GenEval layout; returns (sampling wall time in seconds, the images)."""
     prompts, seeds = [], []
     for i, meta in enumerate(metadata):
         prompts += [meta["prompt"]] * images_per_prompt
@@ -44,7 +45,7 @@ def sample_to_folder(
     seconds = time.time() - t0
     for i, meta in enumerate(metadata):
         write_prompt_images(out_dir, i, meta, images[i * images_per_prompt : (i + 1) * images_per_prompt])
-    return seconds
+    return seconds, images
 
 
 def evaluate(
@@ -63,7 +64,7 @@ def evaluate(
     if limit_prompts:
         suite = world.subsample_suite(suite, limit_prompts)
     images_dir = Path(out_dir) / "images"
-    seconds = sample_to_folder(model, suite, images_dir, sampling, images_per_prompt, seed, quiet=quiet)
+    seconds, images = sample_to_folder(model, suite, images_dir, sampling, images_per_prompt, seed, quiet=quiet)
     report = score_folder(world_name, images_dir)
     result = {
         "world": world_name,
@@ -75,6 +76,7 @@ def evaluate(
         "shift": sampling.shift,
         "images": len(suite) * images_per_prompt,
         "sampling_seconds": round(seconds, 2),
+        **(world.quality(images) if world.quality is not None else {}),
     }
     atomic_write_text(Path(out_dir) / "results.json", json.dumps(result, indent=2))
     return result

@@ -69,7 +69,7 @@ def sample_command(
     model = _load(checkpoint)
     metadata = read_prompt_file(prompts, known_tags=None)  # any tags: sampling does not judge
     sampling = _sampling(model.meta, steps, cfg, sampler, shift)
-    seconds = sample_to_folder(model, metadata, out, sampling, images_per_prompt, seed, batch_size)
+    seconds, _ = sample_to_folder(model, metadata, out, sampling, images_per_prompt, seed, batch_size)
     n = len(metadata) * images_per_prompt
     console.print(
         f"{n} images ({sampling.nfe} NFE, {sampling.sampler}, cfg {sampling.cfg}) in {seconds:.1f} s -> {out}"

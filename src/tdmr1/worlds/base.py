@@ -45,6 +45,7 @@ class World:
         vocabulary: ``() -> list of words`` every caption and prompt is made of.
         grid_prompts: ``() -> list of prompt strings`` for preview sample grids.
         subsample_suite: ``(suite, n) -> suite``: deterministic slice of ``n`` prompts per tag.
+        quality: optional ``(uint8 images) -> {metric: value}`` image-quality proxies for reports.
     """
 
     name: str
@@ -62,3 +63,4 @@ class World:
     vocabulary: Callable[[], list[str]]
     grid_prompts: Callable[[], list[str]]
     subsample_suite: Callable[[list[dict[str, Any]], int], list[dict[str, Any]]] = first_per_tag
+    quality: Callable[[np.ndarray], dict[str, float]] | None = None

@@ -18,6 +18,7 @@ from tdmr1.worlds.shapes.prompts import (
     resolve_metadata,
     training_prompts,
 )
+from tdmr1.worlds.shapes.quality import off_palette_fraction
 from tdmr1.worlds.shapes.render import render_scene
 from tdmr1.worlds.shapes.sampling import sample_scene_for
 
@@ -60,4 +61,5 @@ def make_world() -> World:
         resolve_metadata=resolve_metadata,
         vocabulary=vocabulary,
         grid_prompts=grid_prompts,
+        quality=lambda images: {"off_palette_fraction": off_palette_fraction(images)},
     )
