@@ -21,7 +21,7 @@ from tdmr1.worlds import get_world
 
 #: Demo budget on 2 CPU cores (smaller groups than the paper's 24; everything else at the defaults).
 DEMO_OVERRIDES = [
-    "prompts_per_iteration=8",
+    "prompts_per_iteration=4",
     "group_size=8",
     "minibatch_groups=4",
     "val_every=10",
