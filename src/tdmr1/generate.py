@@ -68,9 +68,7 @@ def text_velocity(
 
 
 @torch.no_grad()
-def generate(
-    model: EmbeddedT2I, prompts: list[str], seeds: list[int], cfg: SamplingConfig, keep_trajectory: bool = False
-) -> Trajectory:
+def generate(model: EmbeddedT2I, prompts: list[str], seeds: list[int], cfg: SamplingConfig) -> Trajectory:
     """Sample one image per (prompt, seed); returns the trajectory (final images in [-1, 1])."""
     noise = seeded_noise(model.image_shape, seeds).to(next(model.parameters()).device)
     return sample(text_velocity(model, prompts, cfg.cfg), noise, schedule(cfg), solver=cfg.sampler)

@@ -15,7 +15,7 @@ import torch
 
 from tdmr1.config import to_dict
 from tdmr1.errors import RewardError
-from tdmr1.generate import SamplingConfig, to_uint8
+from tdmr1.generate import SamplingConfig, generate_images, to_uint8
 from tdmr1.losses import per_sample_mean
 from tdmr1.models.embedded import EmbeddedT2I
 from tdmr1.rewards.guard import call_reward
@@ -297,8 +297,6 @@ class TDMR1Trainer:
         self.gen_ema.swap()
         try:
             with self.roles.use("generator"), torch.no_grad():
-                from tdmr1.generate import generate_images
-
                 seeds = [1000 + i for i in range(len(self.grid_prompts))]
                 imgs = generate_images(self.model, self.grid_prompts, seeds, self.sampling)
         finally:
