@@ -119,7 +119,6 @@ def distill_command(
     """TDM distillation of the teacher into a 4-step student (data-free, prompts only)."""
     from tdmr1.training.distill import DistillConfig, distill
 
-    _load(teacher)  # clear error before any work
     cfg = load_config(DistillConfig, config, [f"world={world}", f"teacher={teacher}", *set_])
     console.print(f"student saved to {distill(cfg, out, resume=resume)}")
 
@@ -137,7 +136,6 @@ def train_command(
     from tdmr1.training.rl import TDMR1Trainer
     from tdmr1.training.rl_config import RLConfig
 
-    _load(init)
     extra = [f"reward={reward}"] if reward else []
     cfg = load_config(RLConfig, config, [f"world={world}", f"init={init}", *extra, *set_])
     console.print(f"model saved to {TDMR1Trainer(cfg, out).run(resume=resume)}")

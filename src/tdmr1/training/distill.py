@@ -168,17 +168,16 @@ def distill(cfg: DistillConfig, out_dir: str | Path, resume: bool = True, quiet:
             x_j = traj.states[j, torch.arange(n)]
             s_next, s_j = system.sigmas[j + 1], system.sigmas[j]
             s_upper = s_j if cfg.interval == "separate" else torch.ones_like(s_j)
+            # one student step with grad; the fake update below sees it detached (fake_update detaches)
+            x0_hat, x_next = system.generator_step(x_j, j, cond)
             # (1) fake score on the student's one-step outputs (no grad into the generator)
-            with torch.no_grad():
-                x0_hat_ng, x_next_ng = system.generator_step(x_j, j, cond)
             for _ in range(cfg.fake_updates):
-                loss_f = fake_update(system, x_next_ng, x0_hat_ng, s_next, s_upper, cond, cfg.fake_base_weight)
+                loss_f = fake_update(system, x_next, x0_hat, s_next, s_upper, cond, cfg.fake_base_weight)
                 opt_f.zero_grad(set_to_none=True)
                 loss_f.backward()
                 gn_f = torch.nn.utils.clip_grad_norm_(system.roles.parameters("fake"), cfg.grad_clip)
                 opt_f.step()
-            # (2) generator: one step with grad, pushed along the teacher-vs-fake direction
-            x0_hat, x_next = system.generator_step(x_j, j, cond)
+            # (2) generator: the same step, pushed along the teacher-vs-fake direction
             loss_g = generator_loss(system, x0_hat, x_next, s_next, cond, uncond, cfg.cfg, cfg.huber_c)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
