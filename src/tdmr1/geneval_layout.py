@@ -100,10 +100,14 @@ def validate_geneval_metadata(
     return dict(md)
 
 
-def read_prompt_file(path: str | Path, *, known_tags: Sequence[str] | None = GENEVAL_TAGS) -> list[dict[str, Any]]:
+def read_prompt_file(
+    path: str | Path, *, known_tags: Sequence[str] | None = GENEVAL_TAGS, require_include: bool = True
+) -> list[dict[str, Any]]:
     """Read a GenEval metadata JSONL or plain-text prompt file (blank lines skipped).
 
-    JSON lines are validated structurally; errors raise DataError naming ``file:line``.
+    JSON lines are validated structurally; errors raise DataError naming ``file:line``. With
+    ``require_include=False`` a JSON line without ``include`` clauses only needs a string ``prompt``
+    (metadata of worlds that are not object-based, e.g. glyphs' ``{"prompt", "tag", "text"}``).
     """
     path = Path(path)
     if not path.is_file():
@@ -120,7 +124,10 @@ def read_prompt_file(path: str | Path, *, known_tags: Sequence[str] | None = GEN
                 except json.JSONDecodeError as exc:
                     raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
                 try:
-                    md = validate_geneval_metadata(md, known_tags=known_tags)
+                    if require_include or not isinstance(md, dict) or "include" in md:
+                        md = validate_geneval_metadata(md, known_tags=known_tags)
+                    elif not isinstance(md.get("prompt"), str):
+                        raise DataError(f"metadata needs a string 'prompt', got {md.get('prompt')!r}")
                 except DataError as exc:
                     raise DataError(f"{path}:{lineno}: {exc}") from None
                 items.append(md)

@@ -16,8 +16,8 @@ from tdmr1.losses import direction_loss, dmd_normaliser, per_sample_mean
 def group_mean(values: Tensor, group: Tensor) -> Tensor:
     """Each sample's group mean of ``values`` [N] (groups given by integer ids)."""
     ids, inverse = torch.unique(group, return_inverse=True)
-    sums = torch.zeros(len(ids), dtype=values.dtype).index_add_(0, inverse, values)
-    counts = torch.zeros(len(ids), dtype=values.dtype).index_add_(0, inverse, torch.ones_like(values))
+    sums = values.new_zeros(len(ids)).index_add_(0, inverse, values)
+    counts = values.new_zeros(len(ids)).index_add_(0, inverse, torch.ones_like(values))
     return (sums / counts)[inverse]
 
 

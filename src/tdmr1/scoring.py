@@ -25,7 +25,7 @@ from rich.table import Table
 
 from tdmr1.errors import DataError, TdmR1Error
 from tdmr1.geneval_layout import LayoutIssue, iter_layout
-from tdmr1.worlds import World, get_world
+from tdmr1.worlds import Metric, World, get_world
 
 _EXACT_TO_RGB = {"RGB", "L", "1", "P"}
 _ALPHA_MODES = {"RGBA", "LA", "PA"}
@@ -34,28 +34,42 @@ _BATCH = 1024
 
 @dataclass
 class ScoreReport:
-    """Per-image rows, per-tag summary, overall accuracy and the problems met."""
+    """Per-image rows, per-tag summary, overall accuracy, the problems met and the world's named metrics."""
 
     overall: float
     tags: dict[str, dict[str, Any]]
     images: list[dict[str, Any]]
     problems: list[dict[str, str]] = field(default_factory=list)
+    metrics: tuple[Metric, ...] = ()
+
+    @property
+    def mean_score(self) -> float:
+        """Mean reward over the scored images (0 when none)."""
+        return float(np.mean([r["score"] for r in self.images])) if self.images else 0.0
+
+    def _named(self, base: dict[str, Any]) -> dict[str, Any]:
+        """The world's metrics (``World.metrics``) read from ``base``, plus their print labels."""
+        if not self.metrics:
+            return {}
+        return {m.key: base[m.source] for m in self.metrics} | {"metric_labels": {m.key: m.label for m in self.metrics}}
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form with keys ``overall``, ``tags``, ``images``, ``problems``."""
-        return {"overall": self.overall, "tags": self.tags, "images": self.images, "problems": self.problems}
+        """JSON form with keys ``overall``, ``tags``, ``images``, ``problems`` (and the world's metrics)."""
+        out = {"overall": self.overall, "tags": self.tags, "images": self.images, "problems": self.problems}
+        return out | self._named({"overall": self.overall, "mean_score": self.mean_score})
 
     def summary(self) -> dict[str, Any]:
         """Compact form without per-image rows: ``overall``, ``tags``, ``mean_score``, ``scored``,
-        ``problems`` (what ``print_summary`` shows)."""
-        scores = [r["score"] for r in self.images]
-        return {
+        ``problems`` (what ``print_summary`` shows), then the world's metrics (e.g. ``ocr_accuracy``) and
+        their ``metric_labels`` when the world names any."""
+        out = {
             "overall": self.overall,
             "tags": self.tags,
-            "mean_score": float(np.mean(scores)) if scores else 0.0,
+            "mean_score": self.mean_score,
             "scored": len(self.images),
             "problems": self.problems,
         }
+        return out | self._named(out)
 
 
 def load_rgb_image(path: Path, size: tuple[int, int]) -> np.ndarray:
@@ -140,7 +154,7 @@ def score_folder(world: World | str, root: str | Path) -> ScoreReport:
     if not rows:
         issues.append(LayoutIssue(root, "no image could be scored"))
     overall = float(np.mean([t["accuracy"] for t in tags.values()])) if tags else 0.0
-    return ScoreReport(overall, tags, rows, [i.to_dict() for i in issues])
+    return ScoreReport(overall, tags, rows, [i.to_dict() for i in issues], world.metrics)
 
 
 def print_summary(
@@ -150,7 +164,8 @@ def print_summary(
     max_problems: int = 20,
 ) -> None:
     """Rich table from a summary dict (``ScoreReport.summary()``, possibly with extra run fields):
-    one row per tag, the overall accuracy, then the problems (left out of the accuracies)."""
+    one row per tag, the overall accuracy, the world's named metrics (``metric_labels``, e.g. OCR
+    accuracy and exact match), then the problems (left out of the accuracies)."""
     console = console or Console()
     table = Table(title=title or "per-tag accuracy")
     for col in ("tag", "images", "correct", "accuracy", "mean score"):
@@ -170,6 +185,10 @@ def print_summary(
         style="bold",
     )
     console.print(table)
+    labels = result.get("metric_labels") or {}
+    named = [f"{label} [bold]{result[key]:.3f}[/]" for key, label in labels.items() if key in result]
+    if named:
+        console.print("   ".join(named))
     problems = result.get("problems", [])
     if problems:
         console.print(f"[bold red]{len(problems)} problem(s)[/] (left out of the accuracies):")

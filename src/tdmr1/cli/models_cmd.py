@@ -42,12 +42,16 @@ def _sampling(
     return from_dict(SamplingConfig, base)
 
 
-def _load(checkpoint: Path):
+DEVICE_HELP = "auto (CUDA when present), cpu or cuda[:i]"
+
+
+def _load(checkpoint: Path, device: str = "auto"):
+    from tdmr1.devices import resolve_device
     from tdmr1.models.embedded import EmbeddedT2I
 
     if not checkpoint.exists():
         raise CheckpointError(f"checkpoint not found: {checkpoint}")
-    return EmbeddedT2I.load(checkpoint).eval()
+    return EmbeddedT2I.load(checkpoint, device=resolve_device(device)).eval()
 
 
 def sample_command(
@@ -61,13 +65,14 @@ def sample_command(
     seed: int = typer.Option(0, help="base seed; image j of prompt i uses seed + i*M + j"),
     images_per_prompt: int = typer.Option(4, help="images per prompt (M)"),
     batch_size: int = typer.Option(64, help="images per forward pass"),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
 ) -> None:
     """Sample images for a prompt file into GenEval's folder layout."""
     from tdmr1.evaluate import sample_to_folder
     from tdmr1.geneval_layout import read_prompt_file
 
-    model = _load(checkpoint)
-    metadata = read_prompt_file(prompts, known_tags=None)  # any tags: sampling does not judge
+    model = _load(checkpoint, device)
+    metadata = read_prompt_file(prompts, known_tags=None, require_include=False)  # sampling does not judge
     sampling = _sampling(model.meta, steps, cfg, sampler, shift)
     seconds, _ = sample_to_folder(model, metadata, out, sampling, images_per_prompt, seed, batch_size)
     n = len(metadata) * images_per_prompt
@@ -88,6 +93,7 @@ def eval_command(
     seed: int = typer.Option(0, help="base seed of the fixed per-image seeds"),
     out: Path = typer.Option(Path("eval_out"), help="folder for images and results.json"),
     json_out: Path | None = typer.Option(None, "--json", help="also write the results JSON here"),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
 ) -> None:
     """Sample the benchmark suite, score it, print the per-tag table and write JSON."""
     import json
@@ -95,7 +101,7 @@ def eval_command(
     from tdmr1.evaluate import evaluate
     from tdmr1.scoring import print_summary
 
-    model = _load(checkpoint)
+    model = _load(checkpoint, device)
     sampling = _sampling(model.meta, steps, cfg, sampler, shift)
     result = evaluate(model, world, sampling, out, images_per_prompt, limit_prompts, seed)
     print_summary(

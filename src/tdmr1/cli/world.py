@@ -13,7 +13,7 @@ from tdmr1.errors import DataError
 from tdmr1.geneval_layout import prompt_dir, write_prompt_file, write_prompt_images
 
 world_app = typer.Typer(
-    help="Embedded worlds (shapes): oracle renders and benchmark / training prompt files.",
+    help="Embedded worlds (shapes, glyphs): oracle renders and benchmark / training prompt files.",
     no_args_is_help=True,
 )
 _console = Console()
@@ -71,10 +71,10 @@ def prompts_command(
 
 def score_command(
     folder: Path = typer.Argument(..., help="Image folder in GenEval's layout."),
-    world: str = typer.Option("shapes", "--world", help="World whose checker scores the images."),
+    world: str = typer.Option("shapes", "--world", help="World whose reward (checker, OCR) scores the images."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the full report as JSON here."),
 ) -> None:
-    """Score a folder of generated images: per-tag accuracy table and overall (GenEval rules)."""
+    """Score a folder of generated images: per-tag accuracy table, overall (GenEval rules), world metrics."""
     from tdmr1.scoring import print_report, score_folder, write_report_json
     from tdmr1.worlds import get_world
 

@@ -15,7 +15,13 @@ def _shapes() -> Reward:
     return ShapesChecker()
 
 
-REWARDS: dict[str, Callable[[], Reward]] = {"shapes": _shapes}
+def _ocr() -> Reward:
+    from tdmr1.worlds.glyphs.ocr import OcrReward
+
+    return OcrReward()
+
+
+REWARDS: dict[str, Callable[[], Reward]] = {"shapes": _shapes, "ocr": _ocr}
 
 
 def make_reward(name: str | None, world: World) -> Reward:

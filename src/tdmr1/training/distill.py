@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from tdmr1.config import option, to_dict
+from tdmr1.devices import resolve_device
 from tdmr1.errors import ConfigError
 from tdmr1.generate import SamplingConfig, generate_images
 from tdmr1.losses import direction_loss, dmd_normaliser, fake_score_loss, flow_target_from_x0, tdm_direction
@@ -60,6 +61,8 @@ class DistillConfig:
     ema_decay: float = option(0.99, "generator EMA decay (warm-up min((1+n)/(10+n), decay))")
     seed: int = option(0, "seed")
     threads: int = option(0, "torch CPU threads (0 = default)")
+    device: str = option("auto", "auto (CUDA when present), cpu or cuda[:i]")
+    max_minutes: float | None = option(None, "stop (cleanly, with a checkpoint) after this wall time")
     log_every: int = option(10, "TensorBoard scalars every N iterations")
     checkpoint_every: int = option(100, "resumable state + exported student every N iterations")
     sample_every: int = option(250, "sample grid every N iterations (0 = only at the end)")
@@ -132,8 +135,9 @@ def distill(cfg: DistillConfig, out_dir: str | Path, resume: bool = True, quiet:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
     teacher = EmbeddedT2I.load(cfg.teacher)
-    system = FewStepSystem(teacher, ["generator", "fake"], cfg.lora, cfg.student_steps, cfg.shift)
+    system = FewStepSystem(teacher, ["generator", "fake"], cfg.lora, cfg.student_steps, cfg.shift, device)
     opt_g = torch.optim.AdamW(
         system.roles.parameters("generator"),
         lr=cfg.lr_generator,
@@ -160,12 +164,15 @@ def distill(cfg: DistillConfig, out_dir: str | Path, resume: bool = True, quiet:
     t0 = time.time()
     try:
         while step < cfg.iterations:
+            if cfg.max_minutes is not None and time.time() - t0 > 60 * cfg.max_minutes:
+                log.info(f"time budget of {cfg.max_minutes} min reached at iteration {step}")
+                break
             n = cfg.batch_size
             cond = system.encode(prompts_for(n))
             uncond = (uncond_1[0].expand(n, -1, -1), uncond_1[1].expand(n, -1))
-            traj = system.rollout(cond, torch.randn(n, *teacher.image_shape))
-            j = torch.randint(0, k, (n,))
-            x_j = traj.states[j, torch.arange(n)]
+            traj = system.rollout(cond, system.randn(n))
+            j = torch.randint(0, k, (n,), device=device)
+            x_j = traj.states[j, torch.arange(n, device=device)]
             s_next, s_j = system.sigmas[j + 1], system.sigmas[j]
             s_upper = s_j if cfg.interval == "separate" else torch.ones_like(s_j)
             # one student step with grad; the fake update below sees it detached (fake_update detaches)
@@ -195,7 +202,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, resume: bool = True, quiet:
                 },
                 every=cfg.log_every,
             )
-            if step % cfg.checkpoint_every == 0 or step == cfg.iterations:
+            if step % cfg.checkpoint_every == 0:
                 save_training_state(out_dir, step, modules, optimizers, rng)
                 export_student(
                     system, ema, out_dir / "model", cfg.teacher, student_sampling, {"distilled_iterations": step}
@@ -207,6 +214,10 @@ def distill(cfg: DistillConfig, out_dir: str | Path, resume: bool = True, quiet:
                 ema.swap()
                 save_grid(imgs, out_dir / "samples" / f"step_{step:06d}.png", labels=grid_prompts)
                 log.image("samples", imgs, step)
+        if step % cfg.checkpoint_every:  # the last iterations (end or time budget) are saved too
+            save_training_state(out_dir, step, modules, optimizers, rng)
+            meta = {"distilled_iterations": step}
+            export_student(system, ema, out_dir / "model", cfg.teacher, student_sampling, meta)
     finally:
         log.close()
     log.info(f"distilled to iteration {step} in {time.time() - t0:.0f} s; student at {out_dir / 'model'}")

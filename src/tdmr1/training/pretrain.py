@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from tdmr1.config import option, to_dict
+from tdmr1.devices import resolve_device
 from tdmr1.errors import ConfigError
 from tdmr1.flow import add_noise, sample_logit_normal, velocity_from_x0_eps
 from tdmr1.generate import SamplingConfig, from_uint8, generate_images
@@ -43,6 +44,8 @@ class PretrainConfig:
     ema_decay: float = option(0.999, "EMA decay of the exported weights")
     seed: int = option(0, "seed of data, noise and init")
     threads: int = option(0, "torch CPU threads (0 = torch default)")
+    device: str = option("auto", "auto (CUDA when present), cpu or cuda[:i]")
+    max_minutes: float | None = option(None, "stop (cleanly, with a checkpoint) after this wall time")
     log_every: int = option(20, "TensorBoard scalars every N steps")
     checkpoint_every: int = option(250, "resumable state + exported EMA model every N steps")
     snapshot_every: int = option(1000, "keep an EMA snapshot every N steps (for learning curves; 0 = off)")
@@ -79,7 +82,8 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = True, quie
         torch.set_num_threads(cfg.threads)
     world = get_world(cfg.world)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg)
+    device = resolve_device(cfg.device)
+    model = build_model(cfg).to(device)
     ema = EMA(model, cfg.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
@@ -91,13 +95,23 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = True, quie
     grid_seeds = list(range(len(grid_prompts)))
     log = RunLogger(out_dir, total=cfg.steps, start=step, desc=f"pretrain {cfg.world}", quiet=quiet)
     t_start = time.time()
+
+    def save() -> None:
+        save_training_state(out_dir, step, {"model": model, "ema": ema}, {"opt": opt}, rng)
+        ema.model.meta["trained_steps"] = step
+        ema.model.save(out_dir / "model")
+
     try:
         while step < cfg.steps:
+            if cfg.max_minutes is not None and time.time() - t_start > 60 * cfg.max_minutes:
+                log.info(f"time budget of {cfg.max_minutes} min reached at step {step}")
+                save()
+                break
             images, captions = world.training_batch(rng, cfg.batch_size)
             drop = rng.random(len(captions)) < cfg.caption_dropout
             captions = ["" if d else c for c, d in zip(captions, drop, strict=True)]
-            x0 = from_uint8(images, cfg.backbone.channels)
-            s = sample_logit_normal(len(captions), cfg.t_mean, cfg.t_std)
+            x0 = from_uint8(images, cfg.backbone.channels).to(device)
+            s = sample_logit_normal(len(captions), cfg.t_mean, cfg.t_std, device=device)
             loss = flow_matching_loss(model, x0, captions, s, torch.randn_like(x0))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -109,9 +123,7 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = True, quie
             step += 1
             log.step(step, {"loss": loss.item(), "grad_norm": float(grad_norm)}, every=cfg.log_every)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                save_training_state(out_dir, step, {"model": model, "ema": ema}, {"opt": opt}, rng)
-                ema.model.meta["trained_steps"] = step
-                ema.model.save(out_dir / "model")
+                save()
             if cfg.snapshot_every and step % cfg.snapshot_every == 0:
                 ema.model.save(out_dir / "snapshots" / f"step_{step:06d}")
             if (cfg.sample_every and step % cfg.sample_every == 0) or step == cfg.steps:

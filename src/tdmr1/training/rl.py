@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from tdmr1.config import to_dict
+from tdmr1.devices import resolve_device
 from tdmr1.errors import RewardError
 from tdmr1.generate import SamplingConfig, generate_images, to_uint8
 from tdmr1.losses import per_sample_mean
@@ -48,6 +49,14 @@ class Rollout:
     correct: float
 
 
+def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Correlation of two [N] tensors (0 when either is constant): how well the surrogate's implicit
+    reward d_ref - d ranks the batch's advantages before it trains on them."""
+    a, b = a.float() - a.float().mean(), b.float() - b.float().mean()
+    denom = (a.norm() * b.norm()).item()
+    return float((a * b).sum().item() / denom) if denom > 0 else 0.0
+
+
 class TDMR1Trainer:
     """Owns the roles, optimisers, EMAs and the reward; ``run()`` trains, ``iteration()`` does one step."""
 
@@ -61,8 +70,11 @@ class TDMR1Trainer:
         self.teacher_path = cfg.teacher or student_config.get("teacher")
         sampling = student_config["sampling"]
         self.sampling = SamplingConfig(steps=sampling["steps"], cfg=1.0, sampler="euler", shift=sampling["shift"])
+        self.device = resolve_device(cfg.device)
         self.model = EmbeddedT2I.load(self.teacher_path)
-        self.system = FewStepSystem(self.model, ROLES, cfg.lora, self.sampling.steps, self.sampling.shift)
+        self.system = FewStepSystem(
+            self.model, ROLES, cfg.lora, self.sampling.steps, self.sampling.shift, self.device
+        )
         self.roles = self.system.roles
         self.roles.load_adapter_state("generator", adapter)
         self.world = get_world(cfg.world)
@@ -114,11 +126,11 @@ class TDMR1Trainer:
         picks = [self.pool[i] for i in self.rng.integers(0, len(self.pool), cfg.prompts_per_iteration)]
         metadata = [md for md in picks for _ in range(cfg.group_size)]
         prompts = [md["prompt"] for md in metadata]
-        group = torch.arange(cfg.prompts_per_iteration).repeat_interleave(cfg.group_size)
+        group = torch.arange(cfg.prompts_per_iteration, device=self.device).repeat_interleave(cfg.group_size)
         cond = self.system.encode(prompts)
-        traj = self.system.rollout(cond, torch.randn(len(prompts), *self.model.image_shape))
+        traj = self.system.rollout(cond, self.system.randn(len(prompts)))
         out = call_reward(self.reward, to_uint8(traj.final), prompts, metadata, cfg.reward_timeout_s)
-        rewards = torch.from_numpy(out.scores).float()
+        rewards = torch.from_numpy(out.scores).float().to(self.device)
         adv = group_advantages(rewards, group, cfg.adv_eps, cfg.adv_clip)
         correct = float(np.mean(out.info["correct"])) if "correct" in out.info else float("nan")
         return Rollout(traj.states, cond, group, rewards, adv, correct)
@@ -126,7 +138,7 @@ class TDMR1Trainer:
     def minibatches(self, ro: Rollout):
         """Index sets of whole groups, ``minibatch_groups`` groups each, in a random order."""
         cfg = self.cfg
-        order = torch.randperm(cfg.prompts_per_iteration)
+        order = torch.randperm(cfg.prompts_per_iteration, device=self.device)
         for start in range(0, cfg.prompts_per_iteration, cfg.minibatch_groups):
             groups = order[start : start + cfg.minibatch_groups]
             yield torch.cat([torch.nonzero(ro.group == g).flatten() for g in groups])
@@ -143,7 +155,7 @@ class TDMR1Trainer:
 
     def _train_steps(self) -> torch.Tensor:
         k = self.sampling.steps
-        return torch.randperm(k)[: min(self.cfg.train_steps_per_iteration, k)]
+        return torch.randperm(k)[: min(self.cfg.train_steps_per_iteration, k)].tolist()
 
     # ---- the three updates ---------------------------------------------------------------------
     def update_fake(self, ro: Rollout) -> float:
@@ -152,7 +164,7 @@ class TDMR1Trainer:
         for idx in self.minibatches(ro):
             cond, _ = self._text(ro, idx)
             for j in self._train_steps():
-                js = torch.full((len(idx),), int(j))
+                js = torch.full((len(idx),), int(j), device=self.device)
                 with torch.no_grad():
                     x0_hat, x_next = sys_.generator_step(ro.states[j, idx], js, cond)
                 s_next = sys_.sigmas[js + 1]
@@ -166,18 +178,19 @@ class TDMR1Trainer:
         cfg, sys_, k_max = self.cfg, self.system, self.sampling.steps
         stats: dict[str, float] = {"loss_sur": 0.0, "clip_frac": 0.0}
         count = 0
+        advs, margins = [], []  # held-out check: this batch is new to the surrogate
         for idx in self.minibatches(ro):
             cond, _ = self._text(ro, idx)
             group, adv = ro.group[idx], ro.adv[idx]
             n_groups = len(torch.unique(group))
             for _ in range(cfg.train_steps_per_iteration):
-                probs = torch.arange(1, k_max + 1, dtype=torch.float)
+                probs = torch.arange(1, k_max + 1, dtype=torch.float, device=self.device)
                 k_g = torch.multinomial(probs / probs.sum(), n_groups, replacement=True) + 1  # P(k) ~ k
                 k = self._per_group(k_g, group)
                 s_k = sys_.sigmas[k]
                 low_g = torch.clamp(sys_.sigmas[k_g], min=cfg.t_min_surrogate)
                 tau = self._per_group(sys_.sample_levels(low_g), group)
-                xi = self._per_group(torch.randn(n_groups, *self.model.image_shape), group)
+                xi = self._per_group(sys_.randn(n_groups), group)
                 x_k = ro.states[k, idx]
                 x_tau, v_star = surrogate_target(x_k, s_k, xi, tau)
                 v_sur = sys_.velocity("surrogate", x_tau, tau, cond)
@@ -186,9 +199,12 @@ class TDMR1Trainer:
                     v_old = sys_.velocity("surrogate_old", x_tau, tau, cond)
                     v_ref = v_base if self.ref_role == "base" else v_old
                 d = per_sample_mean((v_star - v_sur).pow(2))
+                d_ref = per_sample_mean((v_star - v_ref).pow(2))
+                advs.append(adv)
+                margins.append((d_ref - d).detach())
                 loss, info = surrogate_loss(
                     d,
-                    per_sample_mean((v_star - v_ref).pow(2)),
+                    d_ref,
                     adv,
                     group,
                     cfg.beta,
@@ -204,7 +220,9 @@ class TDMR1Trainer:
                 stats["loss_sur"] += loss.item()
                 stats["clip_frac"] += info["clip_frac"]
                 count += 1
-        return {k: v / max(count, 1) for k, v in stats.items()}
+        out = {k: v / max(count, 1) for k, v in stats.items()}
+        out["sur_corr"] = pearson(torch.cat(advs), torch.cat(margins)) if advs else float("nan")
+        return out
 
     def update_generator(self, ro: Rollout) -> dict[str, float]:
         cfg, sys_ = self.cfg, self.system
@@ -215,7 +233,7 @@ class TDMR1Trainer:
             group = ro.group[idx]
             n_groups = len(torch.unique(group))
             for j in self._train_steps():
-                js = torch.full((len(idx),), int(j))
+                js = torch.full((len(idx),), int(j), device=self.device)
                 x0_hat, x_next = sys_.generator_step(ro.states[j, idx], js, cond)
                 s_next = sys_.sigmas[js + 1]
                 with torch.no_grad():
@@ -226,7 +244,7 @@ class TDMR1Trainer:
                     x0_fake = sys_.x0("fake", x_tau, tau, cond)
                     low_r = torch.clamp(sys_.sigmas[int(j) + 1], min=cfg.t_min_reward).expand(n_groups)
                     tau_r = self._per_group(sys_.sample_levels(low_r.clone()), group)
-                    xi_r = self._per_group(torch.randn(n_groups, *self.model.image_shape), group)
+                    xi_r = self._per_group(sys_.randn(n_groups), group)
                     x_tau_r = sys_.diffuse(x_n, s_next, tau_r, xi_r)
                     if cfg.surrogate_cfg == 1.0:
                         x0_sur_cfg = sys_.x0("surrogate", x_tau_r, tau_r, cond)
@@ -234,7 +252,7 @@ class TDMR1Trainer:
                         x0_sur_c, x0_sur_u = sys_.x0_cond_uncond("surrogate", x_tau_r, tau_r, cond, uncond)
                         x0_sur_cfg = x0_sur_u + cfg.surrogate_cfg * (x0_sur_c - x0_sur_u)
                     x0_ref = sys_.x0(self.ref_role, x_tau_r, tau_r, cond)
-                mask = torch.full((len(idx),), float(int(j) < cfg.trunc_steps))
+                mask = torch.full((len(idx),), float(int(j) < cfg.trunc_steps), device=self.device)
                 loss, info = generator_rl_loss(
                     x0_hat,
                     x0_base_c,

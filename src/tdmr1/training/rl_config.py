@@ -66,6 +66,7 @@ class RLConfig:
     skip_bad_reward_batches: bool = option(False, "skip a batch whose reward fails instead of stopping")
     seed: int = option(0, "seed")
     threads: int = option(0, "torch CPU threads (0 = default)")
+    device: str = option("auto", "auto (CUDA when present), cpu or cuda[:i]")
     max_minutes: float | None = option(None, "stop (cleanly, with a checkpoint) after this wall time")
     log_every: int = option(1, "TensorBoard scalars every N iterations")
     checkpoint_every: int = option(10, "resumable state + exported model every N iterations")

@@ -17,6 +17,8 @@ STATE_FILE = "state.pt"
 
 def rng_state(np_rng: np.random.Generator | None = None) -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
     if np_rng is not None:
         state["numpy"] = np_rng.bit_generator.state
     return state
@@ -25,6 +27,8 @@ def rng_state(np_rng: np.random.Generator | None = None) -> dict[str, Any]:
 def restore_rng(state: dict[str, Any], np_rng: np.random.Generator | None = None) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
     if np_rng is not None and "numpy" in state:
         np_rng.bit_generator.state = state["numpy"]
 

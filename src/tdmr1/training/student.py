@@ -54,7 +54,7 @@ def export_student(
     plain.text_encoder.load_state_dict(model.text_encoder.state_dict())
     plain.save(directory)
     with atomic_writer(directory / ADAPTER_FILE) as tmp:
-        save_file({k: v.contiguous() for k, v in adapter.items()}, str(tmp))
+        save_file({k: v.detach().cpu().contiguous() for k, v in adapter.items()}, str(tmp))
     return directory
 
 

@@ -22,12 +22,26 @@ Text = tuple[Tensor, Tensor]
 class FewStepSystem:
     """Backbone + roles + the student's K-step deterministic schedule."""
 
-    def __init__(self, model, roles: Sequence[str], lora: LoraSettings, steps: int = 4, shift: float = 3.0):
+    def __init__(
+        self,
+        model,
+        roles: Sequence[str],
+        lora: LoraSettings,
+        steps: int = 4,
+        shift: float = 3.0,
+        device: torch.device | str = "cpu",
+    ):
         self.model = model
         model.requires_grad_(False)
         self.roles = Roles(model.denoiser, roles, lora)
-        self.sigmas = uniform_sigmas(steps, shift=shift)
+        self.device = torch.device(device)
+        model.to(self.device)  # after the adapters exist, so that they move too (parameters keep identity)
+        self.sigmas = uniform_sigmas(steps, shift=shift).to(self.device)
         self.shift = shift
+
+    def randn(self, n: int) -> Tensor:
+        """Standard normal images [n, C, H, W] on the system's device."""
+        return torch.randn(n, *self.model.image_shape, device=self.device)
 
     @torch.no_grad()
     def encode(self, prompts: list[str]) -> Text:
@@ -63,7 +77,7 @@ class FewStepSystem:
         """tau uniform in pre-shift space between levels ``low`` [N] and ``high`` (shifted back)."""
         u_low = inverse_time_shift(low, self.shift)
         u_high = inverse_time_shift(torch.as_tensor(high, dtype=low.dtype).expand_as(low), self.shift)
-        u = u_low + (u_high - u_low) * torch.rand(low.shape, generator=generator)
+        u = u_low + (u_high - u_low) * torch.rand(low.shape, generator=generator, device=low.device)
         return time_shift(u, self.shift).clamp(min=low, max=torch.ones_like(low))
 
     @staticmethod

@@ -1,11 +1,11 @@
-"""Registry of embedded worlds: ``get_world("shapes")`` returns a ``World`` (worlds load lazily)."""
+"""Registry of embedded worlds (``shapes``, ``glyphs``): ``get_world(name)`` returns a ``World`` (loaded lazily)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from tdmr1.errors import ConfigError
-from tdmr1.worlds.base import World
+from tdmr1.worlds.base import Metric, World
 
 _FACTORIES: dict[str, Callable[[], World]] = {}
 _CACHE: dict[str, World] = {}
@@ -37,6 +37,13 @@ def _shapes() -> World:
     return make_world()
 
 
-register_world("shapes", _shapes)
+def _glyphs() -> World:
+    from tdmr1.worlds.glyphs.world import make_world
 
-__all__ = ["World", "get_world", "known_worlds", "register_world"]
+    return make_world()
+
+
+register_world("shapes", _shapes)
+register_world("glyphs", _glyphs)
+
+__all__ = ["Metric", "World", "get_world", "known_worlds", "register_world"]

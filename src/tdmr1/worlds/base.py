@@ -25,6 +25,22 @@ def first_per_tag(suite: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
 
 
 @dataclass(frozen=True)
+class Metric:
+    """A world's named headline number, copied from the generic score summary (``ScoreReport.summary()``).
+
+    Attributes:
+        key: result key it is reported under (``ocr_accuracy``).
+        source: the summary key it copies: ``overall`` (mean over tags of the exact-correct rate) or
+            ``mean_score`` (mean reward).
+        label: how tables print it (``OCR accuracy``).
+    """
+
+    key: str
+    source: str
+    label: str
+
+
+@dataclass(frozen=True)
 class World:
     """A self-contained benchmark world.
 
@@ -46,6 +62,8 @@ class World:
         grid_prompts: ``() -> list of prompt strings`` for preview sample grids.
         subsample_suite: ``(suite, n) -> suite``: deterministic slice of ``n`` prompts per tag.
         quality: optional ``(uint8 images) -> {metric: value}`` image-quality proxies for reports.
+        metrics: the world's own names for its summary numbers, main number first (glyphs: OCR
+            accuracy = mean score, exact match = overall). Empty: ``overall`` accuracy is the headline.
     """
 
     name: str
@@ -64,3 +82,4 @@ class World:
     grid_prompts: Callable[[], list[str]]
     subsample_suite: Callable[[list[dict[str, Any]], int], list[dict[str, Any]]] = first_per_tag
     quality: Callable[[np.ndarray], dict[str, float]] | None = None
+    metrics: tuple[Metric, ...] = ()
