@@ -23,21 +23,22 @@ fi
 m() { python3 -c "print(round($1 * $SCALE, 3))"; }
 PY=${PY:-python3}
 T() { "$PY" -m tdmr1 "$@"; }
+TE() { timeout "${EVAL_TIMEOUT:-40}" "$PY" -m tdmr1 eval "$@"; }
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 
 glyphs_chain() {
   T pretrain --world glyphs --config configs/glyphs/pretrain.yaml --out "$RUNS/glyphs-teacher" \
-    --set max_minutes="$(m 3.6)" --set device="$DEVICE" "${PRE[@]}" &&
+    --set max_minutes="$(m 3.3)" --set device="$DEVICE" "${PRE[@]}" &&
   T distill --world glyphs --teacher "$RUNS/glyphs-teacher/model" --config configs/glyphs/distill.yaml \
-    --out "$RUNS/glyphs-distill" --set max_minutes="$(m 1.3)" --set device="$DEVICE" "${DIS[@]}" &&
+    --out "$RUNS/glyphs-distill" --set max_minutes="$(m 1.2)" --set device="$DEVICE" "${DIS[@]}" &&
   T train --world glyphs --init "$RUNS/glyphs-distill/model" --config configs/glyphs/train.yaml \
-    --out "$RUNS/glyphs-r1" --set max_minutes="$(m 2.1)" --set device="$DEVICE" "${RL[@]}"
+    --out "$RUNS/glyphs-r1" --set max_minutes="$(m 1.9)" --set device="$DEVICE" "${RL[@]}"
 }
 
 shapes_run() {  # name, extra overrides...
   local name=$1; shift
   T train --world shapes --config configs/shapes/train_gpu.yaml --out "$RUNS/shapes-$name" \
-    --set max_minutes="$(m 6.8)" --set device="$DEVICE" "${RL[@]}" "$@"
+    --set max_minutes="$(m 6.6)" --set device="$DEVICE" "${RL[@]}" "$@"
 }
 
 train_all() {
@@ -50,14 +51,14 @@ train_all() {
 evaluate_all() {
   local e=$RUNS/eval
   for v in a b; do
-    [ -f "$RUNS/shapes-$v/model/model.safetensors" ] && T eval --world shapes --checkpoint "$RUNS/shapes-$v/model" \
+    [ -f "$RUNS/shapes-$v/model/model.safetensors" ] && TE --world shapes --checkpoint "$RUNS/shapes-$v/model" \
       --out "$e/shapes-$v" --json "$e/shapes-$v.json" --device "$DEVICE"
   done
-  [ -d "$RUNS/glyphs-teacher/model" ] && T eval --world glyphs --checkpoint "$RUNS/glyphs-teacher/model" \
+  [ -d "$RUNS/glyphs-teacher/model" ] && TE --world glyphs --checkpoint "$RUNS/glyphs-teacher/model" \
     --steps 40 --cfg 4.5 --out "$e/glyphs-teacher-80" --json "$e/glyphs-teacher-80.json" --device "$DEVICE"
-  [ -d "$RUNS/glyphs-distill/model" ] && T eval --world glyphs --checkpoint "$RUNS/glyphs-distill/model" \
+  [ -d "$RUNS/glyphs-distill/model" ] && TE --world glyphs --checkpoint "$RUNS/glyphs-distill/model" \
     --out "$e/glyphs-tdm4" --json "$e/glyphs-tdm4.json" --device "$DEVICE"
-  [ -d "$RUNS/glyphs-r1/model" ] && T eval --world glyphs --checkpoint "$RUNS/glyphs-r1/model" \
+  [ -d "$RUNS/glyphs-r1/model" ] && TE --world glyphs --checkpoint "$RUNS/glyphs-r1/model" \
     --out "$e/glyphs-r1" --json "$e/glyphs-r1.json" --device "$DEVICE"
   true
 }
