@@ -27,18 +27,19 @@ TE() { timeout "${EVAL_TIMEOUT:-40}" "$PY" -m tdmr1 eval "$@"; }
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 
 glyphs_chain() {
-  T pretrain --world glyphs --config configs/glyphs/pretrain.yaml --out "$RUNS/glyphs-teacher" \
+  local teacher=${GLYPHS_TEACHER:-$RUNS/glyphs-teacher/model}
+  [ -n "${GLYPHS_TEACHER:-}" ] || T pretrain --world glyphs --config configs/glyphs/pretrain.yaml --out "$RUNS/glyphs-teacher" \
     --set max_minutes="$(m 3.3)" --set device="$DEVICE" "${PRE[@]}" &&
-  T distill --world glyphs --teacher "$RUNS/glyphs-teacher/model" --config configs/glyphs/distill.yaml \
-    --out "$RUNS/glyphs-distill" --set max_minutes="$(m 1.2)" --set device="$DEVICE" "${DIS[@]}" &&
+  T distill --world glyphs --teacher "$teacher" --config configs/glyphs/distill.yaml \
+    --out "$RUNS/glyphs-distill" --set max_minutes="$(m 1.5)" --set device="$DEVICE" "${DIS[@]}" &&
   T train --world glyphs --init "$RUNS/glyphs-distill/model" --config configs/glyphs/train.yaml \
-    --out "$RUNS/glyphs-r1" --set max_minutes="$(m 1.9)" --set device="$DEVICE" "${RL[@]}"
+    --out "$RUNS/glyphs-r1" --set max_minutes="$(m 2.6)" --set device="$DEVICE" "${RL[@]}"
 }
 
 shapes_run() {  # name, extra overrides...
   local name=$1; shift
   T train --world shapes --config configs/shapes/train_gpu.yaml --out "$RUNS/shapes-$name" \
-    --set max_minutes="$(m 6.6)" --set device="$DEVICE" "${RL[@]}" "$@"
+    --set max_minutes="$(m 5.0)" --set device="$DEVICE" "${RL[@]}" "$@"
 }
 
 train_all() {
@@ -54,7 +55,7 @@ evaluate_all() {
     [ -f "$RUNS/shapes-$v/model/model.safetensors" ] && TE --world shapes --checkpoint "$RUNS/shapes-$v/model" \
       --out "$e/shapes-$v" --json "$e/shapes-$v.json" --device "$DEVICE"
   done
-  [ -d "$RUNS/glyphs-teacher/model" ] && TE --world glyphs --checkpoint "$RUNS/glyphs-teacher/model" \
+  [ -z "${GLYPHS_TEACHER:-}" ] && [ -d "$RUNS/glyphs-teacher/model" ] && TE --world glyphs --checkpoint "$RUNS/glyphs-teacher/model" \
     --steps 40 --cfg 4.5 --out "$e/glyphs-teacher-80" --json "$e/glyphs-teacher-80.json" --device "$DEVICE"
   [ -d "$RUNS/glyphs-distill/model" ] && TE --world glyphs --checkpoint "$RUNS/glyphs-distill/model" \
     --out "$e/glyphs-tdm4" --json "$e/glyphs-tdm4.json" --device "$DEVICE"

@@ -57,7 +57,8 @@ def run_demo(
     run_dir = out / "run"
     if run_dir.exists():
         shutil.rmtree(run_dir)  # the demo always starts fresh from the shipped student
-    overrides = [f"world={world}", f"init={student}", *DEMO_OVERRIDES]
+    world_rec = get_world(world)
+    overrides = [f"world={world}", f"init={student}", *DEMO_OVERRIDES, *world_rec.rl_defaults]
     if minutes is not None:
         overrides.append(f"max_minutes={minutes}")
     if iterations is not None:
@@ -71,7 +72,8 @@ def run_demo(
     tdm = evaluate(EmbeddedT2I.load(student).eval(), world, four, out / "eval_tdm4", quiet=quiet)
     r1 = evaluate(EmbeddedT2I.load(run_dir / "model").eval(), world, four, out / "eval_r1", quiet=quiet)
     teacher = _teacher_results(checkpoints, world)
-    tags = list(get_world(world).tags)
+    tags = list(world_rec.tags)
+    head_key, head_label = world_rec.headline
     columns = [
         ("teacher @80 NFE (shipped, measured)", teacher),
         ("TDM @4 NFE", tdm),
@@ -81,16 +83,17 @@ def run_demo(
         shutil.copy(run_dir / "samples" / f"{name}.png", out / f"grid_{name}.png")
     if (run_dir / "reward_curve.png").is_file():
         shutil.copy(run_dir / "reward_curve.png", out / "reward_curve.png")
-    body = comparison_table(columns, tags)
+    extra_rows = [(m.label, m.key) for m in world_rec.metrics] + [(k, k) for k in world_rec.quality_keys()]
+    body = comparison_table(columns, tags, extra_rows)
     setup = (
-        f"World `{world}`, benchmark suite (seed 0), accuracy = fraction of images the checker judges "
+        f"World `{world}`, benchmark suite (seed 0), accuracy = fraction of images the reward judges "
         f"correct; overall = mean of tags. TDM-R1 ran {trainer.step} iterations of "
         f"{cfg.prompts_per_iteration} prompts x {cfg.group_size} images in {train_seconds / 60:.1f} min "
         f"({trainer.step * cfg.prompts_per_iteration * cfg.group_size} reward queries)."
     )
-    rise = r1["overall"] - tdm["overall"]
+    rise = r1[head_key] - tdm[head_key]
     sections = [
-        ("Result", f"{setup}\n\n{body}\n\nChange in overall from TDM to TDM-R1: {rise:+.3f}."),
+        ("Result", f"{setup}\n\n{body}\n\nChange in {head_label} from TDM to TDM-R1: {rise:+.3f}."),
         ("Reward curve", "![reward curve](reward_curve.png)"),
         (
             "Samples (same seeds)",

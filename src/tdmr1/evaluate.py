@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from rich.progress import Progress
 
 from tdmr1.generate import SamplingConfig, generate_images
@@ -48,6 +49,12 @@ def sample_to_folder(
     return seconds, images
 
 
+def _device_name(model: EmbeddedT2I) -> str:
+    """``cpu`` or the GPU's name (timings are only comparable on the same device)."""
+    device = next(model.parameters()).device
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
 def evaluate(
     model: EmbeddedT2I,
     world_name: str,
@@ -76,6 +83,7 @@ def evaluate(
         "shift": sampling.shift,
         "images": len(suite) * images_per_prompt,
         "sampling_seconds": round(seconds, 2),
+        "device": _device_name(model),
         **(world.quality(images) if world.quality is not None else {}),
     }
     atomic_write_text(Path(out_dir) / "results.json", json.dumps(result, indent=2))

@@ -8,8 +8,11 @@ from typing import Any
 from tdmr1.utils.io import atomic_write_text
 
 
-def comparison_table(columns: list[tuple[str, dict[str, Any] | None]], tags: list[str]) -> str:
-    """Markdown table: one row per tag (+ overall), one column per (name, results) system."""
+def comparison_table(
+    columns: list[tuple[str, dict[str, Any] | None]], tags: list[str], extra_rows: list[tuple[str, str]] = ()
+) -> str:
+    """Markdown table: one row per tag (+ overall), one column per (name, results) system; ``extra_rows``
+    adds (label, result key) rows such as a world's OCR accuracy or a quality proxy."""
     head = "| tag | " + " | ".join(name for name, _ in columns) + " |"
     sep = "| --- | " + " | ".join("---:" for _ in columns) + " |"
     rows = [head, sep]
@@ -23,6 +26,9 @@ def comparison_table(columns: list[tuple[str, dict[str, Any] | None]], tags: lis
             value = value["accuracy"] if isinstance(value, dict) else value
             cells.append("n/a" if value is None else f"{value:.3f}")
         label = f"**{tag}**" if tag == "overall" else tag
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    for label, key in extra_rows:
+        cells = ["n/a" if res is None or key not in res else f"{res[key]:.3f}" for _, res in columns]
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

@@ -66,6 +66,7 @@ def sample_command(
     images_per_prompt: int = typer.Option(4, help="images per prompt (M)"),
     batch_size: int = typer.Option(64, help="images per forward pass"),
     device: str = typer.Option("auto", help=DEVICE_HELP),
+    grid: Path | None = typer.Option(None, help="also write a PNG grid of the first image of each prompt (<= 64)"),
 ) -> None:
     """Sample images for a prompt file into GenEval's folder layout."""
     from tdmr1.evaluate import sample_to_folder
@@ -74,7 +75,13 @@ def sample_command(
     model = _load(checkpoint, device)
     metadata = read_prompt_file(prompts, known_tags=None, require_include=False)  # sampling does not judge
     sampling = _sampling(model.meta, steps, cfg, sampler, shift)
-    seconds, _ = sample_to_folder(model, metadata, out, sampling, images_per_prompt, seed, batch_size)
+    seconds, images = sample_to_folder(model, metadata, out, sampling, images_per_prompt, seed, batch_size)
+    if grid is not None:
+        from tdmr1.utils.grid import save_grid
+
+        first = images[::images_per_prompt][:64]
+        save_grid(first, grid, labels=[md["prompt"] for md in metadata[: len(first)]])
+        console.print(f"grid -> {grid}")
     n = len(metadata) * images_per_prompt
     console.print(
         f"{n} images ({sampling.nfe} NFE, {sampling.sampler}, cfg {sampling.cfg}) in {seconds:.1f} s -> {out}"
@@ -116,7 +123,7 @@ def eval_command(
 
 def distill_command(
     world: str = typer.Option("shapes", help="embedded world"),
-    teacher: Path = typer.Option(Path("checkpoints/shapes/teacher"), help="teacher checkpoint folder"),
+    teacher: Path | None = typer.Option(None, help="teacher checkpoint folder [default: checkpoints/WORLD/teacher]"),
     config: Path | None = typer.Option(None, help="YAML config (defaults: `tdmr1 config show distill`)"),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     out: Path = typer.Option(Path("runs/distill"), help="run folder (state, logs, grids, exported student)"),
@@ -125,13 +132,14 @@ def distill_command(
     """TDM distillation of the teacher into a 4-step student (data-free, prompts only)."""
     from tdmr1.training.distill import DistillConfig, distill
 
+    teacher = teacher or Path("checkpoints") / world / "teacher"
     cfg = load_config(DistillConfig, config, [f"world={world}", f"teacher={teacher}", *set_])
     console.print(f"student saved to {distill(cfg, out, resume=resume)}")
 
 
 def train_command(
     world: str = typer.Option("shapes", help="embedded world (prompts, reward, validation)"),
-    init: Path = typer.Option(Path("checkpoints/shapes/tdm4"), help="few-step student to reinforce"),
+    init: Path | None = typer.Option(None, help="few-step student to reinforce [default: checkpoints/WORLD/tdm4]"),
     reward: str | None = typer.Option(None, help="reward name (default: the world's own)"),
     config: Path | None = typer.Option(None, help="YAML config (defaults: `tdmr1 config show train`)"),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
@@ -142,8 +150,13 @@ def train_command(
     from tdmr1.training.rl import TDMR1Trainer
     from tdmr1.training.rl_config import RLConfig
 
+    from tdmr1.worlds import get_world
+
+    init = init or Path("checkpoints") / world / "tdm4"
     extra = [f"reward={reward}"] if reward else []
-    cfg = load_config(RLConfig, config, [f"world={world}", f"init={init}", *extra, *set_])
+    # without a config file, the world's own reward settings (e.g. the authors' OCR column) apply
+    world_defaults = list(get_world(world).rl_defaults) if config is None else []
+    cfg = load_config(RLConfig, config, [f"world={world}", f"init={init}", *world_defaults, *extra, *set_])
     console.print(f"model saved to {TDMR1Trainer(cfg, out).run(resume=resume)}")
 
 

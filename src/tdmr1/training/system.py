@@ -76,7 +76,9 @@ class FewStepSystem:
     ) -> Tensor:
         """tau uniform in pre-shift space between levels ``low`` [N] and ``high`` (shifted back)."""
         u_low = inverse_time_shift(low, self.shift)
-        u_high = inverse_time_shift(torch.as_tensor(high, dtype=low.dtype).expand_as(low), self.shift)
+        u_high = inverse_time_shift(
+            torch.as_tensor(high, dtype=low.dtype, device=low.device).expand_as(low), self.shift
+        )
         u = u_low + (u_high - u_low) * torch.rand(low.shape, generator=generator, device=low.device)
         return time_shift(u, self.shift).clamp(min=low, max=torch.ones_like(low))
 

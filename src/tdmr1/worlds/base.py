@@ -64,6 +64,8 @@ class World:
         quality: optional ``(uint8 images) -> {metric: value}`` image-quality proxies for reports.
         metrics: the world's own names for its summary numbers, main number first (glyphs: OCR
             accuracy = mean score, exact match = overall). Empty: ``overall`` accuracy is the headline.
+        rl_defaults: ``key=value`` RL config overrides that suit this world's reward (the authors'
+            column for the task, e.g. OCR), applied by ``tdmr1 demo`` before the user's own.
     """
 
     name: str
@@ -83,3 +85,15 @@ class World:
     subsample_suite: Callable[[list[dict[str, Any]], int], list[dict[str, Any]]] = first_per_tag
     quality: Callable[[np.ndarray], dict[str, float]] | None = None
     metrics: tuple[Metric, ...] = ()
+    rl_defaults: tuple[str, ...] = ()
+
+    @property
+    def headline(self) -> tuple[str, str]:
+        """(result key, label) of the world's main number: its first metric, else ``overall`` accuracy."""
+        return (self.metrics[0].key, self.metrics[0].label) if self.metrics else ("overall", "overall accuracy")
+
+    def quality_keys(self) -> list[str]:
+        """Names of the quality proxies this world reports (empty without a quality function)."""
+        if self.quality is None:
+            return []
+        return list(self.quality(np.zeros((1, *self.image_size, 3), dtype=np.uint8)))

@@ -24,6 +24,9 @@ from tdmr1.worlds.glyphs.prompts import (
 from tdmr1.worlds.glyphs.quality import gray_fraction
 from tdmr1.worlds.glyphs.render import HEIGHT, WIDTH, render_text
 
+#: The authors' OCR column of METHOD.md sec. 4 (beta 10, surrogate CFG 4.5, t_min 300/1000 for both terms).
+RL_DEFAULTS = ("beta=10.0", "surrogate_cfg=4.5", "t_min_reward=0.3", "t_min_surrogate=0.3", "trunc_steps=4")
+
 #: GlyphsEval's headline numbers: OCR accuracy (mean reward, the paper's metric) and the exact-match rate.
 METRICS = (Metric("ocr_accuracy", "mean_score", "OCR accuracy"), Metric("exact_match", "overall", "exact match"))
 
@@ -58,4 +61,5 @@ def make_world() -> World:
         grid_prompts=grid_prompts,
         quality=lambda images: {"gray_fraction": gray_fraction(images)},
         metrics=METRICS,
+        rl_defaults=RL_DEFAULTS,
     )
