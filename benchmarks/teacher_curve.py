@@ -37,15 +37,28 @@ def main() -> None:
     points = []
     for snap in sorted((args.run_dir / "snapshots").glob("step_*")):
         step = int(snap.name.split("_")[1])
-        res = evaluate(EmbeddedT2I.load(snap).eval(), "shapes", sampling, Path("/tmp") / f"curve_{step}",
-                       args.images_per_prompt, args.limit_prompts, quiet=True)
+        res = evaluate(
+            EmbeddedT2I.load(snap).eval(),
+            "shapes",
+            sampling,
+            Path("/tmp") / f"curve_{step}",
+            args.images_per_prompt,
+            args.limit_prompts,
+            quiet=True,
+        )
         tags = {k: v["accuracy"] for k, v in res["tags"].items()}
         points.append({"step": step, "logged_seconds": wall.get(step), "overall": res["overall"], "tags": tags})
         print(step, round(res["overall"], 3), {k: round(v, 2) for k, v in tags.items()}, flush=True)
-    out.write_text(json.dumps({"sampling": vars(sampling) | {"nfe": sampling.nfe},
-                               "slice": {"prompts_per_tag": args.limit_prompts,
-                                         "images_per_prompt": args.images_per_prompt},
-                               "points": points}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "sampling": vars(sampling) | {"nfe": sampling.nfe},
+                "slice": {"prompts_per_tag": args.limit_prompts, "images_per_prompt": args.images_per_prompt},
+                "points": points,
+            },
+            indent=2,
+        )
+    )
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
     steps = [p["step"] for p in points]
     for tag in points[0]["tags"] if points else []:

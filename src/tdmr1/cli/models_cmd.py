@@ -149,7 +149,6 @@ def train_command(
     """TDM-R1: reinforce the few-step generator with a black-box reward through a learned surrogate."""
     from tdmr1.training.rl import TDMR1Trainer
     from tdmr1.training.rl_config import RLConfig
-
     from tdmr1.worlds import get_world
 
     init = init or Path("checkpoints") / world / "tdm4"

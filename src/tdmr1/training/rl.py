@@ -72,9 +72,7 @@ class TDMR1Trainer:
         self.sampling = SamplingConfig(steps=sampling["steps"], cfg=1.0, sampler="euler", shift=sampling["shift"])
         self.device = resolve_device(cfg.device)
         self.model = EmbeddedT2I.load(self.teacher_path)
-        self.system = FewStepSystem(
-            self.model, ROLES, cfg.lora, self.sampling.steps, self.sampling.shift, self.device
-        )
+        self.system = FewStepSystem(self.model, ROLES, cfg.lora, self.sampling.steps, self.sampling.shift, self.device)
         self.roles = self.system.roles
         self.roles.load_adapter_state("generator", adapter)
         self.world = get_world(cfg.world)
