@@ -14,7 +14,7 @@ exactly like GenEval's ``evaluation_metadata.jsonl`` or a plain-text prompt (-> 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,9 +101,16 @@ def validate_geneval_metadata(
 
 
 def read_prompt_file(
-    path: str | Path, *, known_tags: Sequence[str] | None = GENEVAL_TAGS, require_include: bool = True
+    path: str | Path,
+    *,
+    known_tags: Sequence[str] | None = GENEVAL_TAGS,
+    require_include: bool = True,
+    resolve: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Read a GenEval metadata JSONL or plain-text prompt file (blank lines skipped).
+
+    ``resolve`` (a world's ``resolve_metadata``) completes and checks each entry; its DataError is
+    reported with ``file:line`` like the file's own errors.
 
     JSON lines are validated structurally; errors raise DataError naming ``file:line``. With
     ``require_include=False`` a JSON line without ``include`` clauses only needs a string ``prompt``
@@ -130,9 +137,14 @@ def read_prompt_file(
                         raise DataError(f"metadata needs a string 'prompt', got {md.get('prompt')!r}")
                 except DataError as exc:
                     raise DataError(f"{path}:{lineno}: {exc}") from None
-                items.append(md)
             else:
-                items.append({"prompt": line})
+                md = {"prompt": line}
+            if resolve is not None:
+                try:
+                    md = resolve(md)
+                except DataError as exc:
+                    raise DataError(f"{path}:{lineno}: {exc}") from None
+            items.append(md)
     if not items:
         raise DataError(f"prompt file {path} holds no prompts")
     return items

@@ -121,14 +121,4 @@ def read_prompt_file(path: str | Path) -> list[dict[str, Any]]:
 
     Every entry comes back resolved (``prompt``, ``tag``, ``text``); errors name ``file:line``.
     """
-    path = Path(path)
-    items = _read_geneval_file(path, known_tags=None, require_include=False)
-    lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
-    linenos = [k for k, ln in enumerate(lines, start=1) if ln]
-    out = []
-    for lineno, md in zip(linenos, items, strict=True):
-        try:
-            out.append(resolve_metadata(md))
-        except DataError as exc:
-            raise DataError(f"{path}:{lineno}: {exc}") from None
-    return out
+    return _read_geneval_file(path, known_tags=None, require_include=False, resolve=resolve_metadata)

@@ -200,14 +200,4 @@ def read_prompt_file(path: str | Path) -> list[dict[str, Any]]:
     JSON lines must use the six tags and the shapes vocabulary; plain-text lines must be template
     prompts and come back as full metadata (tag, include, exclude). Errors name ``file:line``.
     """
-    path = Path(path)
-    items = _read_geneval_file(path, known_tags=TAGS)
-    lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
-    linenos = [k for k, ln in enumerate(lines, start=1) if ln]
-    out = []
-    for lineno, md in zip(linenos, items, strict=True):
-        try:
-            out.append(resolve_metadata(md))
-        except DataError as exc:
-            raise DataError(f"{path}:{lineno}: {exc}") from None
-    return out
+    return _read_geneval_file(path, known_tags=TAGS, resolve=resolve_metadata)
