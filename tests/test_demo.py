@@ -25,6 +25,7 @@ def test_demo_writes_report(tiny_student, tmp_path):
     text = report.read_text()
     assert "| tag | teacher @80 NFE" in text and "TDM @4 NFE" in text and "TDM-R1 @4 NFE (1 it.)" in text
     assert "| color_attr |" in text and "**overall**" in text
+    assert "image pairs)" in text and "McNemar p =" in text
     for name in ("grid_before.png", "grid_after.png", "reward_curve.png", "results.json"):
         assert (tmp_path / "demo" / name).is_file()
 

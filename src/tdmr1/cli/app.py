@@ -38,6 +38,7 @@ def _register() -> None:
 
     app.add_typer(world.world_app, name="world")
     app.command("score")(world.score_command)
+    app.command("compare")(world.compare_command)
     app.add_typer(config_cmd.config_app, name="config")
     try:
         from tdmr1.cli import models_cmd

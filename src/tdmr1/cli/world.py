@@ -1,4 +1,4 @@
-"""CLI for the embedded worlds: ``tdmr1 world render|prompts`` and ``tdmr1 score``."""
+"""CLI for the embedded worlds: ``tdmr1 world render|prompts``, ``tdmr1 score`` and ``tdmr1 compare``."""
 
 from __future__ import annotations
 
@@ -83,3 +83,28 @@ def score_command(
     if json_out is not None:
         write_report_json(report, json_out)
         _console.print(f"report written to {json_out}", highlight=False)
+
+
+def compare_command(
+    before: Path = typer.Argument(..., help="Image folder (GenEval layout), e.g. the student's evaluation."),
+    after: Path = typer.Argument(..., help="Image folder of the same prompts and seeds, e.g. after RL."),
+    world: str = typer.Option("shapes", "--world", help="World whose reward judges both folders."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the comparison as JSON here."),
+) -> None:
+    """Paired before/after comparison: images gained and lost per tag, exact McNemar p-value."""
+    import json
+
+    from rich.table import Table
+
+    from tdmr1.paired import compare_folders
+
+    result = compare_folders(world, before, after)
+    table = Table("tag", "pairs", "gained", "lost")
+    for tag, row in result.tags.items():
+        table.add_row(tag, str(row["pairs"]), str(row["gained"]), str(row["lost"]))
+    _console.print(table)
+    _console.print(result.sentence(), highlight=False)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result.to_dict(), indent=2))
+        _console.print(f"comparison written to {json_out}", highlight=False)

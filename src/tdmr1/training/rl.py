@@ -176,7 +176,7 @@ class TDMR1Trainer:
         cfg, sys_, k_max = self.cfg, self.system, self.sampling.steps
         stats: dict[str, float] = {"loss_sur": 0.0, "clip_frac": 0.0}
         count = 0
-        advs, margins = [], []  # held-out check: this batch is new to the surrogate
+        margin_sum = torch.zeros_like(ro.adv)  # held-out check: this batch is new to the surrogate
         for idx in self.minibatches(ro):
             cond, _ = self._text(ro, idx)
             group, adv = ro.group[idx], ro.adv[idx]
@@ -198,8 +198,7 @@ class TDMR1Trainer:
                     v_ref = v_base if self.ref_role == "base" else v_old
                 d = per_sample_mean((v_star - v_sur).pow(2))
                 d_ref = per_sample_mean((v_star - v_ref).pow(2))
-                advs.append(adv)
-                margins.append((d_ref - d).detach())
+                margin_sum[idx] += (d_ref - d).detach()
                 loss, info = surrogate_loss(
                     d,
                     d_ref,
@@ -219,7 +218,7 @@ class TDMR1Trainer:
                 stats["clip_frac"] += info["clip_frac"]
                 count += 1
         out = {k: v / max(count, 1) for k, v in stats.items()}
-        out["sur_corr"] = pearson(torch.cat(advs), torch.cat(margins)) if advs else float("nan")
+        out["sur_corr"] = pearson(ro.adv, margin_sum) if count else float("nan")  # margins summed over draws
         return out
 
     def update_generator(self, ro: Rollout) -> dict[str, float]:

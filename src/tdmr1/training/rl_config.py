@@ -52,7 +52,9 @@ class RLConfig:
     fake_base_weight: float = option(0.02, "fake score's MSE weight toward the frozen base")
     interval: Literal["tdm", "separate"] = option("tdm", "fake-score noise interval (t_{j+1}, T] or (t_{j+1}, t_j]")
     # --- optimisers ---------------------------------------------------------------------------------
-    lr_generator: float = option(7.5e-5, "generator AdamW lr")
+    lr_generator: float = option(
+        7.5e-5, "generator AdamW lr (authors' value at 1152 images/iteration; scale ~sqrt(batch) for small batches)"
+    )
     lr_fake: float = option(3e-4, "fake-score AdamW lr")
     lr_surrogate: float = option(3e-4, "surrogate AdamW lr")
     betas_generator: tuple[float, float] = option((0.0, 0.999), "generator AdamW betas")
