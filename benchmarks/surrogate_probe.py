@@ -60,13 +60,9 @@ def heldout_corr(tr: TDMR1Trainer, batches: list[Rollout], draws: int) -> float:
 
 def train_epoch(tr: TDMR1Trainer, batches: list[Rollout]) -> float:
     """One surrogate step per batch (as in one RL iteration); returns the mean in-batch one-draw sur_corr."""
-    cfg, corrs = tr.cfg, []
+    corrs = []
     for ro in batches:
-        tr.opt["surrogate"].zero_grad(set_to_none=True)
-        corrs.append(tr.update_surrogate(ro)["sur_corr"])
-        tr._step("surrogate")
-        decay = min(cfg.surrogate_ema_max, cfg.surrogate_ema_start + cfg.surrogate_ema_rate * tr.step)
-        tr.roles.lerp_into("surrogate", "surrogate_old", decay)
+        corrs.append(tr.train_surrogate(ro)["sur_corr"])
         tr.step += 1
     return sum(corrs) / len(corrs)
 

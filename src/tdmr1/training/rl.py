@@ -270,6 +270,15 @@ class TDMR1Trainer:
                 count += 1
         return {k: v / max(count, 1) for k, v in sums.items()}
 
+    def train_surrogate(self, ro: Rollout) -> dict[str, float]:
+        """The surrogate's share of an iteration: its update, optimizer step and the lagging EMA copy."""
+        cfg = self.cfg
+        stats = self.update_surrogate(ro)
+        stats["grad_sur"] = self._step("surrogate")
+        decay = min(cfg.surrogate_ema_max, cfg.surrogate_ema_start + cfg.surrogate_ema_rate * self.step)
+        self.roles.lerp_into("surrogate", "surrogate_old", decay)
+        return stats
+
     def _n_micro(self) -> int:
         return (self.cfg.prompts_per_iteration // self.cfg.minibatch_groups) * self.cfg.train_steps_per_iteration
 
@@ -282,17 +291,13 @@ class TDMR1Trainer:
 
     # ---- one iteration -------------------------------------------------------------------------
     def iteration(self) -> dict[str, float]:
-        cfg = self.cfg
         for opt in self.opt.values():
             opt.zero_grad(set_to_none=True)
         ro = self.rollout()
         stats: dict[str, float] = {"reward": ro.rewards.mean().item(), "correct": ro.correct}
         stats["loss_fake"] = self.update_fake(ro)
         stats["grad_fake"] = self._step("fake")
-        stats.update(self.update_surrogate(ro))
-        stats["grad_sur"] = self._step("surrogate")
-        decay = min(cfg.surrogate_ema_max, cfg.surrogate_ema_start + cfg.surrogate_ema_rate * self.step)
-        self.roles.lerp_into("surrogate", "surrogate_old", decay)
+        stats.update(self.train_surrogate(ro))
         stats.update(self.update_generator(ro))
         stats["grad_gen"] = self._step("generator")
         self.gen_ema.update()
