@@ -26,36 +26,23 @@ from pathlib import Path
 import torch
 
 from tdmr1.config import apply_overrides, from_dict
-from tdmr1.losses import per_sample_mean
-from tdmr1.rl_losses import surrogate_target
-from tdmr1.training.rl import Rollout, TDMR1Trainer, pearson
+from tdmr1.training.rl import Rollout, TDMR1Trainer
 from tdmr1.training.rl_config import RLConfig
+from tdmr1.training.surrogate_rank import clean_margin, pearson
 
 DEFAULT_OUT = "benchmarks/results/surrogate_probe_shapes.json"
 
 
-@torch.no_grad()
 def heldout_corr(tr: TDMR1Trainer, batches: list[Rollout], draws: int) -> float:
-    """Correlation of advantages with the clean-state margin d_ref - d averaged over ``draws`` draws
-    (group-shared noise and level, as in training)."""
-    sys_, cfg = tr.system, tr.cfg
-    k_clean = sys_.sigmas.numel() - 1
-    advs, margins = [], []
-    for ro in batches:
-        margin = torch.zeros_like(ro.adv)
-        n_groups = int(ro.group.max()) + 1
-        s_clean = sys_.sigmas[torch.full((n_groups,), k_clean, device=tr.device)]
-        for _ in range(draws):
-            tau = tr._per_group(sys_.sample_levels(torch.clamp(s_clean, min=cfg.t_min_surrogate)), ro.group)
-            xi = tr._per_group(sys_.randn(n_groups), ro.group)
-            x_k = ro.states[k_clean]
-            x_tau, v_star = surrogate_target(x_k, sys_.sigmas[k_clean].expand(len(x_k)), xi, tau)
-            d = per_sample_mean((v_star - sys_.velocity("surrogate", x_tau, tau, ro.cond)).pow(2))
-            d_ref = per_sample_mean((v_star - sys_.velocity(tr.ref_role, x_tau, tau, ro.cond)).pow(2))
-            margin += d_ref - d
+    """Within-prompt correlation of advantages with the clean-state margin d_ref - d averaged over
+    ``draws`` draws (the trainer's ``sur_rank``), pooled over the held-out batches."""
+    cfg, advs, margins, groups = tr.cfg, [], [], []
+    for i, ro in enumerate(batches):
         advs.append(ro.adv)
-        margins.append(margin / draws)
-    return pearson(torch.cat(advs), torch.cat(margins))
+        t_min = cfg.t_min_surrogate
+        margins.append(clean_margin(tr.system, ro.states[-1], ro.cond, ro.group, tr.ref_role, t_min, draws))
+        groups.append(ro.group + i * len(ro.adv))  # group ids distinct across batches
+    return pearson(torch.cat(advs), torch.cat(margins), torch.cat(groups))
 
 
 def train_epoch(tr: TDMR1Trainer, batches: list[Rollout]) -> float:
@@ -83,11 +70,7 @@ def main() -> None:
     t0 = time.time()
     train = [tr.rollout() for _ in range(args.train_batches)]
     held = [tr.rollout() for _ in range(args.heldout_batches)]
-    history = [{"epoch": 0, "heldout_corr": 0.0, "in_batch_corr": None}]
-    for epoch in range(1, args.epochs + 1):
-        in_batch = train_epoch(tr, train)
-        history.append({"epoch": epoch, "heldout_corr": heldout_corr(tr, held, args.draws), "in_batch_corr": in_batch})
-        print(json.dumps(history[-1]), flush=True)
+    history = [{"epoch": 0, "heldout_corr": 0.0, "in_batch_corr": None}]  # surrogate == base: margin 0
     n_held = sum(len(ro.adv) for ro in held)
     entry = {
         "overrides": overrides,
@@ -96,13 +79,21 @@ def main() -> None:
         "draws": args.draws,
         "heldout_corr_noise_std": round(1 / n_held**0.5, 3),
         "history": history,
-        "seconds": round(time.time() - t0, 1),
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads, {tr.device}",
         "command": "python " + " ".join(sys.argv),
     }
-    out = Path(args.out)
+    for epoch in range(1, args.epochs + 1):
+        in_batch = train_epoch(tr, train)
+        history.append({"epoch": epoch, "heldout_corr": heldout_corr(tr, held, args.draws), "in_batch_corr": in_batch})
+        print(json.dumps(history[-1]), flush=True)
+        entry["seconds"] = round(time.time() - t0, 1)
+        write_entry(Path(args.out), args.name, entry)  # after every epoch: a long probe can be read as it goes
+
+
+def write_entry(out: Path, name: str, entry: dict) -> None:
+    """Merge one variant into the results JSON."""
     results = json.loads(out.read_text()) if out.is_file() else {}
-    results[args.name] = entry
+    results[name] = entry
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
 

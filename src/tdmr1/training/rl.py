@@ -29,6 +29,7 @@ from tdmr1.training.quick_eval import quick_eval
 from tdmr1.training.rl_config import RLConfig
 from tdmr1.training.state import has_training_state, load_training_state, save_training_state
 from tdmr1.training.student import export_student, load_student_adapter
+from tdmr1.training.surrogate_rank import clean_margin, pearson
 from tdmr1.training.system import FewStepSystem
 from tdmr1.utils.grid import save_grid
 from tdmr1.utils.plots import plot_reward_curve
@@ -47,14 +48,6 @@ class Rollout:
     rewards: torch.Tensor  # [N]
     adv: torch.Tensor  # [N]
     correct: float
-
-
-def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Correlation of two [N] tensors (0 when either is constant): how well the surrogate's implicit
-    reward d_ref - d ranks the batch's advantages before it trains on them."""
-    a, b = a.float() - a.float().mean(), b.float() - b.float().mean()
-    denom = (a.norm() * b.norm()).item()
-    return float((a * b).sum().item() / denom) if denom > 0 else 0.0
 
 
 class TDMR1Trainer:
@@ -218,7 +211,7 @@ class TDMR1Trainer:
                 stats["clip_frac"] += info["clip_frac"]
                 count += 1
         out = {k: v / max(count, 1) for k, v in stats.items()}
-        out["sur_corr"] = pearson(ro.adv, margin_sum) if count else float("nan")  # margins summed over draws
+        out["sur_corr"] = pearson(ro.adv, margin_sum, ro.group) if count else float("nan")  # margins summed over draws
         return out
 
     def update_generator(self, ro: Rollout) -> dict[str, float]:
@@ -279,6 +272,16 @@ class TDMR1Trainer:
         self.roles.lerp_into("surrogate", "surrogate_old", decay)
         return stats
 
+    def surrogate_rank(self, ro: Rollout) -> float:
+        """Within-prompt correlation of ``ro``'s advantages with the surrogate's clean-state margin, averaged
+        over ``sur_rank_draws`` draws from a generator of its own (training randomness is unchanged)."""
+        cfg = self.cfg
+        gen = torch.Generator(device=self.device).manual_seed(cfg.seed * 1_000_003 + self.step)
+        margin = clean_margin(
+            self.system, ro.states[-1], ro.cond, ro.group, self.ref_role, cfg.t_min_surrogate, cfg.sur_rank_draws, gen
+        )
+        return pearson(ro.adv, margin, ro.group)
+
     def _n_micro(self) -> int:
         return (self.cfg.prompts_per_iteration // self.cfg.minibatch_groups) * self.cfg.train_steps_per_iteration
 
@@ -295,6 +298,8 @@ class TDMR1Trainer:
             opt.zero_grad(set_to_none=True)
         ro = self.rollout()
         stats: dict[str, float] = {"reward": ro.rewards.mean().item(), "correct": ro.correct}
+        if self.cfg.sur_rank_every and (self.step + 1) % self.cfg.sur_rank_every == 0:
+            stats["sur_rank"] = self.surrogate_rank(ro)  # before the surrogate sees this batch
         stats["loss_fake"] = self.update_fake(ro)
         stats["grad_fake"] = self._step("fake")
         stats.update(self.train_surrogate(ro))

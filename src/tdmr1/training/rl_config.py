@@ -72,6 +72,10 @@ class RLConfig:
     max_minutes: float | None = option(None, "stop (cleanly, with a checkpoint) after this wall time")
     log_every: int = option(1, "TensorBoard scalars every N iterations")
     checkpoint_every: int = option(10, "resumable state + exported model every N iterations")
+    sur_rank_every: int = option(
+        10, "every N iterations: how well the surrogate ranks the fresh batch before training on it (0 = off)"
+    )
+    sur_rank_draws: int = option(8, "noise draws averaged per image for sur_rank")
     val_every: int = option(25, "ShapesEval on the validation slice every N iterations (0 = off)")
     val_prompts_per_tag: int = option(4, "validation slice: first N benchmark prompts per tag")
     val_images_per_prompt: int = option(2, "validation images per prompt")
