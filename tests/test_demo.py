@@ -19,13 +19,21 @@ def test_demo_writes_report(tiny_student, tmp_path):
         iterations=1,
         out=tmp_path / "demo",
         checkpoints=ckpts,
-        extra=["lora.rank=2", "prompts_per_iteration=2", "group_size=2", "minibatch_groups=1", "val_every=0"],
+        extra=[
+            "lora.rank=2",
+            "prompts_per_iteration=2",
+            "group_size=2",
+            "minibatch_groups=1",
+            "val_every=0",
+            "sur_rank_every=1",
+        ],
         quiet=True,
     )
     text = report.read_text()
     assert "| tag | teacher @80 NFE" in text and "TDM @4 NFE" in text and "TDM-R1 @4 NFE (1 it.)" in text
     assert "| color_attr |" in text and "**overall**" in text
     assert "image pairs)" in text and "McNemar p =" in text
+    assert "Surrogate ranking of each fresh batch" in text and "iterations 1-1: +0.00." in text  # fresh: exactly 0
     for name in ("grid_before.png", "grid_after.png", "reward_curve.png", "results.json"):
         assert (tmp_path / "demo" / name).is_file()
 

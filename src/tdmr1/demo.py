@@ -16,6 +16,7 @@ from tdmr1.generate import SamplingConfig
 from tdmr1.models.embedded import EmbeddedT2I
 from tdmr1.paired import compare_folders
 from tdmr1.report import comparison_table, write_report
+from tdmr1.training.progress import read_metrics
 from tdmr1.training.rl import TDMR1Trainer
 from tdmr1.training.rl_config import RLConfig
 from tdmr1.worlds import get_world
@@ -33,6 +34,18 @@ DEMO_OVERRIDES = [
     "iterations=100000",
 ]
 TEACHER_EVAL_FILE = "eval_80nfe.json"
+
+
+def _ranking_sentence(ranking: dict[int, float]) -> str:
+    """The surrogate's ranking of fresh batches over the run, as one report sentence."""
+    if not ranking:
+        return ""
+    values = ", ".join(f"{v:+.2f}" for v in ranking.values())
+    return (
+        f"\n\nSurrogate ranking of each fresh batch before training on it (`sur_rank`: within-prompt "
+        f"correlation of advantages with the surrogate's implicit reward; 0 = it carries no information yet), "
+        f"iterations {min(ranking)}-{max(ranking)}: {values}."
+    )
 
 
 def _teacher_results(checkpoints: Path, world: str) -> dict[str, Any] | None:
@@ -97,12 +110,13 @@ def run_demo(
         f"({trainer.step * cfg.prompts_per_iteration * cfg.group_size} reward queries)."
     )
     rise = r1[head_key] - tdm[head_key]
+    ranking = {r["step"]: round(r["sur_rank"], 3) for r in read_metrics(run_dir) if "sur_rank" in r}
     sections = [
         (
             "Result",
             f"{setup}\n\n{body}\n\nChange in {head_label} from TDM to TDM-R1: {rise:+.3f}. {paired.sentence()}",
         ),
-        ("Reward curve", "![reward curve](reward_curve.png)"),
+        ("Reward curve", "![reward curve](reward_curve.png)" + _ranking_sentence(ranking)),
         (
             "Samples (same seeds)",
             "Before (TDM student):\n\n![before](grid_before.png)\n\nAfter (TDM-R1):\n\n![after](grid_after.png)",
@@ -120,6 +134,7 @@ def run_demo(
                 "r1_4nfe": r1,
                 "paired_tdm_vs_r1": paired.to_dict(),
                 "iterations": trainer.step,
+                "sur_rank_by_iteration": ranking,
                 "train_seconds": round(train_seconds, 1),
             },
             indent=2,
