@@ -44,8 +44,8 @@ def clean_margin(
     dev = clean.device
     zeros = torch.zeros(len(clean), device=dev)
     margin = torch.zeros(len(clean), device=dev)
+    low = torch.full((n_groups,), t_min, device=dev)
     for _ in range(draws):
-        low = torch.full((n_groups,), t_min, device=dev)
         tau = system.sample_levels(low, generator=generator)[inverse]
         xi = torch.randn((n_groups, *clean.shape[1:]), generator=generator, device=dev)[inverse]
         x_tau, v_star = surrogate_target(clean, zeros, xi, tau)
