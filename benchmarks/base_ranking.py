@@ -27,10 +27,11 @@ import torch
 
 from tdmr1.config import apply_overrides, from_dict
 from tdmr1.losses import per_sample_mean
+from tdmr1.ranking import pearson
+from tdmr1.rl_draws import per_group
 from tdmr1.rl_losses import surrogate_target
 from tdmr1.training.rl import Rollout, TDMR1Trainer
 from tdmr1.training.rl_config import RLConfig
-from tdmr1.training.surrogate_rank import pearson
 
 
 @torch.no_grad()
@@ -43,7 +44,7 @@ def base_scores(tr: TDMR1Trainer, ro: Rollout, level: float, draws: int) -> tupl
     tau = torch.full((n,), level, device=tr.device)
     gain, neg_d = torch.zeros(n, device=tr.device), torch.zeros(n, device=tr.device)
     for _ in range(draws):
-        xi = tr._per_group(sys_.randn(n_groups), ro.group)
+        xi = per_group(sys_.randn(n_groups), ro.group)
         x_tau, v_star = surrogate_target(x0, torch.zeros_like(tau), xi, tau)
         d_cond = per_sample_mean((v_star - sys_.velocity("base", x_tau, tau, ro.cond)).pow(2))
         d_uncond = per_sample_mean((v_star - sys_.velocity("base", x_tau, tau, uncond)).pow(2))

@@ -19,14 +19,15 @@ from diffusers import SD3Transformer2DModel
 
 from tdmr1.models.embedded import BackboneConfig, build_denoiser
 
+SIZE = {"image_height": 32, "image_width": 32}
 CANDIDATES = {
-    "unet_32_64_128_attn8 (shipped)": BackboneConfig(),
-    "unet_32_64_64_attn8": BackboneConfig(block_out_channels=(32, 64, 64)),
+    "unet_32_64_128_attn8 (shipped)": BackboneConfig(**SIZE),
+    "unet_32_64_64_attn8": BackboneConfig(block_out_channels=(32, 64, 64), **SIZE),
     "unet_32_64_96_attn16+8": BackboneConfig(
-        block_out_channels=(32, 64, 96), cross_attention_levels=(False, True, True)
+        block_out_channels=(32, 64, 96), cross_attention_levels=(False, True, True), **SIZE
     ),
     "unet_64_128_128_attn16+8": BackboneConfig(
-        block_out_channels=(64, 128, 128), cross_attention_levels=(False, True, True)
+        block_out_channels=(64, 128, 128), cross_attention_levels=(False, True, True), **SIZE
     ),
 }
 

@@ -24,34 +24,37 @@ import time
 from pathlib import Path
 
 import torch
+from tdmr1.ranking import pearson
+from tdmr1.training.surrogates import clean_margin
 
 from tdmr1.config import apply_overrides, from_dict
 from tdmr1.training.rl import Rollout, TDMR1Trainer
 from tdmr1.training.rl_config import RLConfig
-from tdmr1.training.surrogate_rank import clean_margin, pearson
 
 DEFAULT_OUT = "benchmarks/results/surrogate_probe_shapes.json"
 
 
 def heldout_corr(tr: TDMR1Trainer, batches: list[Rollout], draws: int) -> float:
-    """Within-prompt correlation of advantages with the clean-state margin d_ref - d averaged over
+    """Within-prompt correlation of advantages with the surrogate's clean-state reward averaged over
     ``draws`` draws (the trainer's ``sur_rank``), pooled over the held-out batches."""
     cfg, advs, margins, groups = tr.cfg, [], [], []
+    gen = torch.Generator().manual_seed(12345)  # the same draws for every pass and variant
     for i, ro in enumerate(batches):
         advs.append(ro.adv)
-        t_min = cfg.t_min_surrogate
-        margins.append(clean_margin(tr.system, ro.states[-1], ro.cond, ro.group, tr.ref_role, t_min, draws))
+        t_min, t_max = cfg.t_min_surrogate, cfg.t_max_surrogate
+        margins.append(clean_margin(tr.surrogate, ro.states[-1], ro.cond, ro.group, t_min, t_max, draws, gen))
         groups.append(ro.group + i * len(ro.adv))  # group ids distinct across batches
     return pearson(torch.cat(advs), torch.cat(margins), torch.cat(groups))
 
 
 def train_epoch(tr: TDMR1Trainer, batches: list[Rollout]) -> float:
-    """One surrogate step per batch (as in one RL iteration); returns the mean in-batch one-draw sur_corr."""
-    corrs = []
+    """One surrogate iteration per batch (``surrogate_steps`` optimizer steps, replay as configured);
+    returns the mean surrogate loss."""
+    losses = []
     for ro in batches:
-        corrs.append(tr.train_surrogate(ro)["sur_corr"])
+        losses.append(tr.train_surrogate(ro)["loss_sur"])
         tr.step += 1
-    return sum(corrs) / len(corrs)
+    return sum(losses) / len(losses)
 
 
 def main() -> None:
@@ -68,9 +71,11 @@ def main() -> None:
     cfg = from_dict(RLConfig, apply_overrides({}, overrides))
     tr = TDMR1Trainer(cfg, Path("runs") / "surrogate_probe" / args.name, quiet=True)
     t0 = time.time()
-    train = [tr.rollout() for _ in range(args.train_batches)]
-    held = [tr.rollout() for _ in range(args.heldout_batches)]
-    history = [{"epoch": 0, "heldout_corr": 0.0, "in_batch_corr": None}]  # surrogate == base: margin 0
+    batches = cached_rollouts(tr, args.train_batches + args.heldout_batches)
+    train, held = batches[: args.train_batches], batches[args.train_batches :]
+    history = [
+        {"epoch": 0, "heldout_corr": heldout_corr(tr, held, args.draws), "loss_sur": None}
+    ]  # surrogate == base: margin 0
     n_held = sum(len(ro.adv) for ro in held)
     entry = {
         "overrides": overrides,
@@ -83,11 +88,25 @@ def main() -> None:
         "command": "python " + " ".join(sys.argv),
     }
     for epoch in range(1, args.epochs + 1):
-        in_batch = train_epoch(tr, train)
-        history.append({"epoch": epoch, "heldout_corr": heldout_corr(tr, held, args.draws), "in_batch_corr": in_batch})
+        loss = train_epoch(tr, train)
+        history.append({"epoch": epoch, "heldout_corr": heldout_corr(tr, held, args.draws), "loss_sur": loss})
         print(json.dumps(history[-1]), flush=True)
         entry["seconds"] = round(time.time() - t0, 1)
         write_entry(Path(args.out), args.name, entry)  # after every epoch: a long probe can be read as it goes
+
+
+def cached_rollouts(tr: TDMR1Trainer, n: int) -> list[Rollout]:
+    """The student's rollouts for this seed and batch shape, drawn once and kept under runs/ (every
+    variant of a sweep then trains on identical data without paying for it again)."""
+    cfg = tr.cfg
+    key = f"{cfg.world}-{Path(cfg.init).name}-seed{cfg.seed}-{cfg.prompts_per_iteration}x{cfg.group_size}-{n}"
+    path = Path("runs") / "surrogate_probe" / "rollouts" / f"{key}.pt"
+    if path.is_file():
+        return [Rollout(**ro) for ro in torch.load(path, weights_only=False)]
+    batches = [tr.rollout() for _ in range(n)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save([vars(ro) for ro in batches], path)
+    return batches
 
 
 def write_entry(out: Path, name: str, entry: dict) -> None:

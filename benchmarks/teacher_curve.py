@@ -45,6 +45,7 @@ def main() -> None:
             args.images_per_prompt,
             args.limit_prompts,
             quiet=True,
+            overwrite=True,
         )
         tags = {k: v["accuracy"] for k, v in res["tags"].items()}
         points.append({"step": step, "logged_seconds": wall.get(step), "overall": res["overall"], "tags": tags})

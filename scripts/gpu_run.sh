@@ -7,7 +7,16 @@
 # Time budgets (minutes) come from the environment so the same script runs a CPU smoke test:
 #   SCALE=0.02 DEVICE=cpu OUT=/tmp/out bash scripts/gpu_run.sh
 # Results are packed into $OUT (tarballs of the exported models, logs, metrics, grids, eval JSONs).
+#
+# SECTION=glyphs-v2 runs only GlyphsEval spec v2 (32x128, 4-8 letters; LEVEL=hard: glyphs-hard) on the
+# whole GPU, sized for one 10-minute call (about 9 min): teacher (3.3 min) -> 4-step TDM student (1.4 min)
+# -> TDM-R1 with the OCR reward (1.4 min), then the benchmark (200 words x 4 images, four evaluations side
+# by side) for the teacher at 80 and 4 NFE, the student and TDM-R1 at 4 NFE (per-length OCR accuracy and
+# exact match in the log and JSONs), packed into $OUT:
+#   SECTION=glyphs-v2 OUT=$OUT bash scripts/gpu_run.sh        # e.g. run(command=..., timeout_s=600)
+#   SECTION=glyphs-v2 SMOKE=1 SCALE=0.02 DEVICE=cpu OUT=/tmp/out bash scripts/gpu_run.sh   # CPU check
 set -u
+SECTION=${SECTION:-all}
 SCALE=${SCALE:-1}
 DEVICE=${DEVICE:-auto}
 RUNS=${RUNS:-runs/gpu}
@@ -34,6 +43,45 @@ glyphs_chain() {
     --out "$RUNS/glyphs-distill" --set max_minutes="$(m 1.5)" --set device="$DEVICE" "${DIS[@]}" &&
   T train --world glyphs --init "$RUNS/glyphs-distill/model" --config configs/glyphs/train.yaml \
     --out "$RUNS/glyphs-r1" --set max_minutes="$(m 2.6)" --set device="$DEVICE" "${RL[@]}"
+}
+
+glyphs_v2() {  # GlyphsEval spec v2 on the whole GPU (SECTION=glyphs-v2); budgets in minutes, scaled by SCALE
+  local w=glyphs; [ "${LEVEL:-standard}" = hard ] && w=glyphs-hard
+  local r=$RUNS/$w-v2 e=$RUNS/$w-v2/eval
+  mkdir -p "$e"
+  T pretrain --world $w --config configs/glyphs/pretrain.yaml --out "$r/teacher" \
+    --set max_minutes="$(m "${G_PRE:-3.3}")" --set device="$DEVICE" "${PRE[@]}" > "$LOGS/$w-teacher.log" 2>&1 &&
+  T distill --world $w --teacher "$r/teacher/model" --config configs/glyphs/distill.yaml --out "$r/tdm4" \
+    --set max_minutes="$(m "${G_DIS:-1.4}")" --set device="$DEVICE" "${DIS[@]}" > "$LOGS/$w-tdm4.log" 2>&1 &&
+  T train --world $w --init "$r/tdm4/model" --config configs/glyphs/train.yaml --out "$r/r1" \
+    --set max_minutes="$(m "${G_RL:-1.4}")" --set device="$DEVICE" "${RL[@]}" > "$LOGS/$w-r1.log" 2>&1
+  local rc=$?
+  echo "glyphs-v2 training done after $(( $(date +%s) - START )) s (rc $rc)"
+  local lim=(); [ "${SMOKE:-0}" = 1 ] && lim=(--limit-prompts 1 --images-per-prompt 1)
+  export EVAL_TIMEOUT=${EVAL_TIMEOUT:-90}
+  local t=$r/teacher/model
+  [ -d "$r/tdm4/model" ] && TE --world $w --checkpoint "$r/tdm4/model" --out "$e/tdm4" --json "$e/tdm4_4nfe.json" \
+    --device "$DEVICE" "${lim[@]}" > "$LOGS/$w-eval-tdm4.log" 2>&1 &
+  [ -d "$r/r1/model" ] && TE --world $w --checkpoint "$r/r1/model" --out "$e/r1" --json "$e/r1_4nfe.json" \
+    --device "$DEVICE" "${lim[@]}" > "$LOGS/$w-eval-r1.log" 2>&1 &
+  [ -d "$t" ] && TE --world $w --checkpoint "$t" --steps 40 --cfg 4.5 --out "$e/teacher80" \
+    --json "$e/teacher_80nfe.json" --device "$DEVICE" "${lim[@]}" > "$LOGS/$w-eval-teacher80.log" 2>&1 &
+  [ -d "$t" ] && TE --world $w --checkpoint "$t" --steps 4 --cfg 1.0 --out "$e/teacher4" \
+    --json "$e/teacher_4steps_cfg1.0.json" --device "$DEVICE" "${lim[@]}" > "$LOGS/$w-eval-teacher4.log" 2>&1 &
+  wait
+  echo "glyphs-v2 evaluation done after $(( $(date +%s) - START )) s"
+  "$PY" - "$e" <<'PY'
+import json, pathlib, sys
+for f in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
+    r = json.loads(f.read_text())
+    per = {t: (round(v["mean_score"], 3), round(v["accuracy"], 3)) for t, v in r["tags"].items()}
+    print(f.stem, "OCR", round(r["ocr_accuracy"], 4), "exact", round(r["exact_match"], 4),
+          "grey", round(r["gray_fraction"], 4), "per length (OCR, exact):", per)
+PY
+  pack "$w-v2_teacher" "$r/teacher"; pack "$w-v2_tdm4" "$r/tdm4"; pack "$w-v2_r1" "$r/r1"
+  tar -czf "$OUT/$w-v2_extra.tar.gz" --exclude=images "$e" "$LOGS"
+  for f in "$LOGS"/$w-*.log; do echo "== $f"; grep -v "━" "$f" | tail -n 4; done
+  ls -la "$OUT"
 }
 
 shapes_run() {  # name, extra overrides...
@@ -73,6 +121,10 @@ pack() {  # name, run folder: exported model + the run's light files (no state.p
 nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null
 python3 -c "import torch, diffusers, peft, transformers; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'diffusers', diffusers.__version__, 'peft', peft.__version__, 'transformers', transformers.__version__)"
 START=$(date +%s)
+if [ "$SECTION" = glyphs-v2 ]; then
+  glyphs_v2
+  exit 0
+fi
 train_all
 echo "training done after $(( $(date +%s) - START )) s"
 evaluate_all > "$LOGS/eval.log" 2>&1

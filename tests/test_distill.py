@@ -9,8 +9,9 @@ from tdmr1.config import load_config
 from tdmr1.losses import direction_loss, dmd_normaliser, fake_score_loss, flow_target_from_x0, tdm_direction
 from tdmr1.models.embedded import EmbeddedT2I
 from tdmr1.roles import LoraSettings
-from tdmr1.training.distill import DistillConfig, distill, generator_loss
+from tdmr1.training.distill import DistillConfig, distill
 from tdmr1.training.system import FewStepSystem
+from tdmr1.training.tdm_losses import generator_loss
 
 
 def test_losses_match_hand_computation():

@@ -28,3 +28,17 @@ def test_comparison_table_adds_extra_rows_and_marks_missing():
     lines = table.splitlines()
     assert lines[2] == "| text | 0.500 | n/a |"
     assert lines[-1] == "| OCR accuracy | 0.750 | n/a |"
+
+
+def test_comparison_table_per_length_ocr_accuracy():
+    """GlyphsEval's per-length table: tags are word lengths; ``value="mean_score"`` shows OCR accuracy."""
+    tags = list(get_world("glyphs").tags)
+    res = {
+        "overall": 0.5,
+        "mean_score": 0.8,
+        "tags": {t: {"accuracy": 0.5, "mean_score": 0.75 + 0.01 * i} for i, t in enumerate(tags)},
+    }
+    table = comparison_table([("TDM", res), ("R1", None)], tags, value="mean_score").splitlines()
+    assert table[2] == "| 4_letters | 0.750 | n/a |" and table[6] == "| 8_letters | 0.790 | n/a |"
+    assert table[-1] == "| **overall** | 0.800 | n/a |"
+    assert comparison_table([("TDM", res)], tags).splitlines()[-1] == "| **overall** | 0.500 |"

@@ -10,11 +10,11 @@ import torch.nn.functional as F
 from tdmr1.config import load_config
 from tdmr1.errors import RewardError
 from tdmr1.flow import bridge_coefficients
+from tdmr1.ranking import pearson
 from tdmr1.rewards.base import RewardOutput
 from tdmr1.rl_losses import group_advantages, surrogate_loss, surrogate_target
 from tdmr1.training.rl import TDMR1Trainer
 from tdmr1.training.rl_config import RLConfig
-from tdmr1.training.surrogate_rank import pearson
 
 
 def test_advantages_match_hand_computation():
@@ -176,16 +176,15 @@ def test_rl_climbs_a_learnable_black_box_reward(tiny_student, tmp_path):
     trainer.reward = _Brightness()
     before = _mean_brightness(trainer)
     stats = [trainer.iteration() for _ in range(6)]
-    sur_corr, sur_rank = [s["sur_corr"] for s in stats], [s["sur_rank"] for s in stats]
+    sur_rank = [s["sur_rank"] for s in stats]
     after = _mean_brightness(trainer)
     assert after > before + 0.01, (before, after)
     # the diagnostic sees it too: a fresh batch's advantages agree with the surrogate's margin d_ref - d
-    assert sur_corr[0] == 0.0 and np.mean(sur_corr[1:]) > 0.05, sur_corr  # measured 0.24
-    # the multi-draw measure (its own random draws, so training is unchanged by it) agrees
-    assert sur_rank[0] == 0.0 and np.mean(sur_rank[1:]) > 0.2, sur_rank  # measured 0.44
+    # (multi-draw, its own random draws, so training is unchanged by it)
+    assert sur_rank[0] == 0.0 and np.mean(sur_rank[1:]) > 0.2, sur_rank
 
 
-def test_sur_corr_ranks_within_prompts_only():
+def test_sur_rank_ranks_within_prompts_only():
     """Per-prompt offsets of the margin (some prompts are easier to denoise) must not hide a perfect
     within-prompt ranking."""
     adv = torch.tensor([1.0, -1.0, 1.0, -1.0])

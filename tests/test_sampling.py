@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from tdmr1.flow import add_noise, eps_from_velocity, flow_sigmas, uniform_sigmas, x0_from_velocity
-from tdmr1.sampling import Trajectory, cfg_velocity, cfg_velocity_batched, sample
+from tdmr1.sampling import Trajectory, sample
 
 DIM = 8
 
@@ -175,34 +175,3 @@ def test_sample_validates_inputs() -> None:
         sample(fn, noise, [float("nan"), 0.0])
     with pytest.raises(ValueError, match="velocity_fn returned shape"):
         sample(lambda x, s: x[:, :2], noise, flow_sigmas(2))
-
-
-# ---------------------------------------------------------------- CFG
-
-
-def test_cfg_velocity() -> None:
-    calls = {"uncond": 0}
-
-    def cond(x: Tensor, s: Tensor) -> Tensor:
-        return 2.0 * x + s[:, None]
-
-    def uncond(x: Tensor, s: Tensor) -> Tensor:
-        calls["uncond"] += 1
-        return -x
-
-    x = _noise(3)
-    s = torch.full((3,), 0.5, dtype=torch.float64)
-    v1 = cfg_velocity(cond, uncond, 1.0)
-    torch.testing.assert_close(v1(x, s), cond(x, s))
-    assert calls["uncond"] == 0
-    v45 = cfg_velocity(cond, uncond, 4.5)(x, s)
-    torch.testing.assert_close(v45, -x + 4.5 * (2.0 * x + 0.5 - (-x)))
-    assert calls["uncond"] == 1
-    torch.testing.assert_close(cfg_velocity(cond, uncond, 0.0)(x, s), uncond(x, s))
-
-    both = cfg_velocity_batched(lambda x, s: (cond(x, s), -x), 4.5)
-    torch.testing.assert_close(both(x, s), v45)
-    torch.testing.assert_close(cfg_velocity_batched(lambda x, s: (cond(x, s), -x), 1.0)(x, s), cond(x, s))
-    # guided fields plug straight into the sampler
-    traj = sample(cfg_velocity(cond, uncond, 2.0), x, flow_sigmas(3))
-    assert traj.states.shape == (4, 3, DIM)

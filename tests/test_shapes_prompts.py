@@ -18,7 +18,8 @@ from tdmr1.worlds.shapes import (
     training_prompts,
 )
 
-GENEVAL_FILE = Path("/work/shared/data/geneval/evaluation_metadata.jsonl")
+#: GenEval's own prompt file (MIT, tests/data/geneval/LICENSE), kept in the repository
+GENEVAL_FILE = Path(__file__).parent / "data" / "geneval" / "evaluation_metadata.jsonl"
 
 
 def test_distinct_prompt_counts() -> None:
@@ -140,8 +141,6 @@ def test_read_prompt_file_errors_name_the_line(tmp_path: Path, line: str, messag
 
 
 def test_geneval_file_reads_generically_but_not_as_shapes(tmp_path: Path) -> None:
-    if not GENEVAL_FILE.exists():
-        pytest.skip("GenEval metadata not available")
     assert len(read_geneval_file(GENEVAL_FILE)) == 553
     with pytest.raises(DataError, match=r":1: include\[0\]: unknown class 'bench'"):
         read_prompt_file(GENEVAL_FILE)

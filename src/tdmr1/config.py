@@ -9,6 +9,7 @@ the key, e.g. ``unknown key 'train.lrr' (known: lr, batch_size, ...)``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -81,6 +82,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -113,6 +116,33 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     if callable(validate):
         validate()
     return obj
+
+
+def check_fields(obj: Any, keys: str, test: Any, what: str, prefix: str = "") -> None:
+    """ConfigError unless ``test(value)`` holds for every field named in ``keys`` (space-separated;
+    None values are skipped: optional fields are off). Used by the configs' ``validate()``."""
+    for key in keys.split():
+        value = getattr(obj, key)
+        if value is not None and not test(value):
+            raise ConfigError(f"{prefix}{key} must be {what}, got {value!r}")
+
+
+def at_least(obj: Any, minimum: float, keys: str, prefix: str = "") -> None:
+    """Every field in ``keys`` is >= ``minimum``."""
+    check_fields(obj, keys, lambda v: v >= minimum, f">= {minimum}", prefix)
+
+
+def positive(obj: Any, keys: str, prefix: str = "") -> None:
+    """Every field in ``keys`` is > 0."""
+    check_fields(obj, keys, lambda v: v > 0, "> 0", prefix)
+
+
+def within(obj: Any, low: float, high: float, keys: str, prefix: str = "", *, high_open: bool = False) -> None:
+    """Every field in ``keys`` is in [low, high] (or [low, high) with ``high_open``)."""
+    closing = ")" if high_open else "]"
+    check_fields(
+        obj, keys, lambda v: low <= v < high if high_open else low <= v <= high, f"in [{low}, {high}{closing}", prefix
+    )
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
@@ -155,14 +185,26 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     data = _deep_copy(data)
     for text in overrides:
         path, value = parse_override(text)
-        node = data
-        for part in path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {text!r}: '{part}' is not a section")
-            node = child
-        node[path[-1]] = value
+        _set_dotted(data, path, value, text)
     return data
+
+
+def apply_values(data: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``data`` with already-typed values set at dotted keys (nothing is parsed)."""
+    data = _deep_copy(data)
+    for key, value in values.items():
+        _set_dotted(data, key.split("."), value, key)
+    return data
+
+
+def _set_dotted(data: dict[str, Any], path: list[str], value: Any, text: str) -> None:
+    node = data
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {text!r}: '{part}' is not a section")
+        node = child
+    node[path[-1]] = value
 
 
 def _deep_copy(data: dict[str, Any]) -> dict[str, Any]:
@@ -175,7 +217,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text (UTF-8) YAML file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
@@ -183,9 +229,19 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """Defaults of ``cls`` <- YAML file (optional) <- dotted overrides; validated."""
+def load_config(
+    cls: type[T],
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    values: dict[str, Any] | None = None,
+) -> T:
+    """Defaults of ``cls`` <- YAML file (optional) <- ``values`` <- dotted overrides; validated.
+
+    ``values`` maps dotted keys to typed values (CLI options such as ``--init PATH``): they are set as
+    given, never re-parsed as YAML (a folder named ``2024.10`` stays a string).
+    """
     data = read_yaml(path) if path is not None else {}
+    data = apply_values(data, values or {})
     data = apply_overrides(data, overrides or [])
     try:
         return from_dict(cls, data)

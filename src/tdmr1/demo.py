@@ -13,7 +13,8 @@ from tdmr1.config import load_config
 from tdmr1.errors import CheckpointError
 from tdmr1.evaluate import evaluate
 from tdmr1.generate import SamplingConfig
-from tdmr1.models.embedded import EmbeddedT2I
+from tdmr1.models.checkpoints import WHERE_TO_GET, resolve_checkpoint
+from tdmr1.models.embedded import EmbeddedT2I, checkpoint_image_size
 from tdmr1.paired import compare_folders
 from tdmr1.report import comparison_table, write_report
 from tdmr1.training.progress import read_metrics
@@ -64,30 +65,37 @@ def run_demo(
     quiet: bool = False,
 ) -> Path:
     """Run the demo; returns the path of ``report.md``."""
-    out, checkpoints = Path(out), Path(checkpoints)
-    student = checkpoints / world / "tdm4"
+    out = Path(out)
+    student = Path(checkpoints) / world / "tdm4"
+    try:  # "checkpoints" (the default) names the shipped models, wherever tdmr1 is installed
+        student = resolve_checkpoint(student)
+    except CheckpointError:
+        pass
+    if (student / "config.json").is_file():  # a model for another canvas (e.g. GlyphsEval v1) stops here
+        get_world(world).check_image_size(checkpoint_image_size(student), f"the student {student}")
     if not (student / "adapter.safetensors").is_file():
         raise CheckpointError(
             f"shipped student not found at {student}: run `tdmr1 distill --world {world} "
-            f"--out runs/distill` and copy runs/distill/model there, or pass --checkpoints"
+            f"--out runs/distill` and copy runs/distill/model there, or pass --checkpoints ({WHERE_TO_GET})"
         )
+    checkpoints = student.parent.parent
     run_dir = out / "run"
     if run_dir.exists():
         shutil.rmtree(run_dir)  # the demo always starts fresh from the shipped student
     world_rec = get_world(world)
-    overrides = [f"world={world}", f"init={student}", *DEMO_OVERRIDES, *world_rec.rl_defaults]
+    overrides = [*DEMO_OVERRIDES, *world_rec.rl_defaults]
     if minutes is not None:
         overrides.append(f"max_minutes={minutes}")
     if iterations is not None:
         overrides.append(f"iterations={iterations}")
-    cfg = load_config(RLConfig, None, [*overrides, *(extra or [])])
+    cfg = load_config(RLConfig, None, [*overrides, *(extra or [])], values={"world": world, "init": str(student)})
     t0 = time.time()
     trainer = TDMR1Trainer(cfg, run_dir, quiet=quiet)
     trainer.run(resume=False)
     train_seconds = time.time() - t0
     four = SamplingConfig(steps=trainer.sampling.steps, cfg=1.0, sampler="euler", shift=trainer.sampling.shift)
-    tdm = evaluate(EmbeddedT2I.load(student).eval(), world, four, out / "eval_tdm4", quiet=quiet)
-    r1 = evaluate(EmbeddedT2I.load(run_dir / "model").eval(), world, four, out / "eval_r1", quiet=quiet)
+    tdm = evaluate(EmbeddedT2I.load(student).eval(), world, four, out / "eval_tdm4", quiet=quiet, overwrite=True)
+    r1 = evaluate(EmbeddedT2I.load(run_dir / "model").eval(), world, four, out / "eval_r1", quiet=quiet, overwrite=True)
     paired = compare_folders(world, out / "eval_tdm4" / "images", out / "eval_r1" / "images")
     teacher = _teacher_results(checkpoints, world)
     tags = list(world_rec.tags)
@@ -103,8 +111,12 @@ def run_demo(
         shutil.copy(run_dir / "reward_curve.png", out / "reward_curve.png")
     extra_rows = [(m.label, m.key) for m in world_rec.metrics] + [(k, k) for k in world_rec.quality_keys()]
     body = comparison_table(columns, tags, extra_rows)
+    for m in world_rec.metrics:  # per-tag mean reward when the world names it (glyphs: OCR accuracy per length)
+        if m.source == "mean_score":
+            body += f"\n\n{m.label} per tag:\n\n" + comparison_table(columns, tags, value="mean_score")
+    spec = f" ({world_rec.spec})" if world_rec.spec else ""
     setup = (
-        f"World `{world}`, benchmark suite (seed 0), accuracy = fraction of images the reward judges "
+        f"World `{world}`{spec}, benchmark suite (seed 0), accuracy = fraction of images the reward judges "
         f"correct; overall = mean of tags. TDM-R1 ran {trainer.step} iterations of "
         f"{cfg.prompts_per_iteration} prompts x {cfg.group_size} images in {train_seconds / 60:.1f} min "
         f"({trainer.step * cfg.prompts_per_iteration * cfg.group_size} reward queries)."

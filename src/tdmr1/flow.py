@@ -26,7 +26,6 @@ __all__ = [
     "sample_logit_normal",
     "time_shift",
     "uniform_sigmas",
-    "velocity_from_x0",
     "velocity_from_x0_eps",
     "x0_from_velocity",
 ]
@@ -71,11 +70,6 @@ def x0_from_velocity(x_s: Tensor, v: Tensor, s: Level) -> Tensor:
 def eps_from_velocity(x_s: Tensor, v: Tensor, s: Level) -> Tensor:
     """Noise prediction from a velocity: ``eps_hat = x_s + (1 - s) v``."""
     return x_s + (1 - expand_like(s, x_s)) * v
-
-
-def velocity_from_x0(x_s: Tensor, x0: Tensor, s: Level) -> Tensor:
-    """Velocity implied by a data prediction at level ``s``: ``v = (x_s - x0) / s`` (needs ``s > 0``)."""
-    return (x_s - x0) / expand_like(s, x_s)
 
 
 def euler_step(x_s: Tensor, v: Tensor, s: Level, s_next: Level) -> Tensor:

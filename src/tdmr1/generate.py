@@ -29,6 +29,10 @@ class SamplingConfig:
             raise ConfigError(f"sampling.steps must be >= 1, got {self.steps}")
         if self.sampler not in ("euler", "dpm"):
             raise ConfigError(f"sampling.sampler must be euler or dpm, got {self.sampler!r}")
+        if not 0.0 <= self.cfg < float("inf"):  # also rejects NaN
+            raise ConfigError(f"sampling.cfg must be a finite number >= 0, got {self.cfg}")
+        if not 0.0 < self.shift < float("inf"):
+            raise ConfigError(f"sampling.shift must be a finite number > 0, got {self.shift}")
 
     @property
     def nfe(self) -> int:

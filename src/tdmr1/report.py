@@ -9,10 +9,14 @@ from tdmr1.utils.io import atomic_write_text
 
 
 def comparison_table(
-    columns: list[tuple[str, dict[str, Any] | None]], tags: list[str], extra_rows: list[tuple[str, str]] = ()
+    columns: list[tuple[str, dict[str, Any] | None]],
+    tags: list[str],
+    extra_rows: list[tuple[str, str]] = (),
+    value: str = "accuracy",
 ) -> str:
     """Markdown table: one row per tag (+ overall), one column per (name, results) system; ``extra_rows``
-    adds (label, result key) rows such as a world's OCR accuracy or a quality proxy."""
+    adds (label, result key) rows such as a world's OCR accuracy or a quality proxy. ``value``: the per-tag
+    number shown (``accuracy``, or ``mean_score``: then the overall row is the results' ``mean_score``)."""
     head = "| tag | " + " | ".join(name for name, _ in columns) + " |"
     sep = "| --- | " + " | ".join("---:" for _ in columns) + " |"
     rows = [head, sep]
@@ -22,9 +26,10 @@ def comparison_table(
             if res is None:
                 cells.append("n/a")
                 continue
-            value = res["overall"] if tag == "overall" else res["tags"].get(tag)
-            value = value["accuracy"] if isinstance(value, dict) else value
-            cells.append("n/a" if value is None else f"{value:.3f}")
+            overall_key = "overall" if value == "accuracy" else value
+            cell = res.get(overall_key) if tag == "overall" else res["tags"].get(tag)
+            cell = cell.get(value) if isinstance(cell, dict) else cell
+            cells.append("n/a" if cell is None else f"{cell:.3f}")
         label = f"**{tag}**" if tag == "overall" else tag
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     for label, key in extra_rows:

@@ -1,5 +1,6 @@
-"""TDM-R1 losses (METHOD.md sec. 4) as pure functions: group advantages, the per-step surrogate target,
-the group Bradley-Terry surrogate loss with its clips, and the three-term generator loss.
+"""TDM-R1 losses (docs/METHOD.md) as pure functions: group advantages, the per-step surrogate target,
+the group Bradley-Terry surrogate loss with its clips (implicit, the paper's; explicit, a labelled
+variant), the generator's reward directions and its three-term loss.
 
 Shapes: images [N, C, H, W]; per-sample values [N]; ``group`` [N] holds each sample's prompt-group id.
 """
@@ -90,15 +91,38 @@ def surrogate_loss(
     return loss, {"clip_frac": 1.0 - keep.float().mean().item()}
 
 
+def guided(uncond: Tensor, cond: Tensor, guidance_scale: float) -> Tensor:
+    """Classifier-free guidance u + s (c - u) (diffusers' ``guidance_scale`` convention: 1 = no guidance)."""
+    return uncond + guidance_scale * (cond - uncond)
+
+
+def explicit_surrogate_loss(r: Tensor, adv: Tensor, group: Tensor, beta: float) -> Tensor:
+    """Group Bradley-Terry loss of an explicit reward r [N] (the explicit surrogate's variant):
+    mean over groups of softplus(-S_g), S_g = (beta / G) sum_{i in g} A_i r_i, which is the implicit loss
+    with r in place of d_ref - d (same sign: higher r = better)."""
+    ids, inverse = torch.unique(group, return_inverse=True)
+    sums = r.new_zeros(len(ids)).index_add(0, inverse, adv * r)
+    counts = r.new_zeros(len(ids)).index_add(0, inverse, torch.ones_like(r))
+    return torch.nn.functional.softplus(-beta * sums / counts).mean()
+
+
+def explicit_reward_direction(grad: Tensor, step: float) -> Tensor:
+    """The explicit surrogate's reward direction in x0 units: its input gradient dr/dx_tau rescaled to a
+    per-sample RMS of ``step`` (dx_tau/dx0 = 1 - tau is a per-sample constant, absorbed by the rescaling)."""
+    rms = per_sample_mean(grad.pow(2)).sqrt().clamp_min(1e-12)
+    return step * grad / expand_like(rms, grad)
+
+
 def generator_rl_loss(
     x0_hat: Tensor,
+    *,
     x0_base_cond: Tensor,
     x0_base_uncond: Tensor,
     x0_fake: Tensor,
-    x0_sur_cfg: Tensor,
-    x0_ref: Tensor,
-    cfg: float,
+    reward_dir: Tensor,
+    reward_norm: Tensor,
     reward_mask: Tensor,
+    guidance_scale: float,
     w_kl: float = 1.0,
     w_cfg: float = 0.3,
     w_reward: float = 0.7,
@@ -106,25 +130,23 @@ def generator_rl_loss(
 ) -> tuple[Tensor, dict[str, float]]:
     """L = w_cfg * D(d_cfg) + w_reward * D(d_r) [only where reward_mask] + w_kl * D(d_kl) with
     D(d) = mean((x0_hat - sg(x0_hat + d))^2 / w): the reverse-KL (base - fake), CFG-as-reward and
-    surrogate-reward directions; w = mean|x0_hat - x0_base_cfg|, w_r = mean|x0_hat - x0_sur_cfg|.
-    The x0 predictions from the frozen/other roles must be computed without grad.
+    surrogate-reward directions; w = mean|x0_hat - x0_base_cfg|, ``reward_norm`` w_r per sample (the
+    paper's: mean|x0_hat - x0_sur_cfg| with d_r = x0_sur_cfg - x0_ref). Predictions of the frozen/other
+    roles must be computed without grad.
     """
     d_kl = x0_base_cond - x0_fake
-    d_cfg = (cfg - 1.0) * (x0_base_cond - x0_base_uncond)
-    d_r = x0_sur_cfg - x0_ref
-    w = dmd_normaliser(x0_hat, x0_base_uncond + cfg * (x0_base_cond - x0_base_uncond))
-    w_r = dmd_normaliser(x0_hat, x0_sur_cfg)
+    d_cfg = (guidance_scale - 1.0) * (x0_base_cond - x0_base_uncond)
+    w = dmd_normaliser(x0_hat, guided(x0_base_uncond, x0_base_cond, guidance_scale))
     loss_kl = direction_loss(x0_hat, d_kl, w, huber_c)
     loss_cfg = direction_loss(x0_hat, d_cfg, w, huber_c)
-    mask = reward_mask.to(x0_hat.dtype)
-    err = x0_hat - (x0_hat + d_r).detach()
-    per_r = per_sample_mean(err.pow(2)) / w_r
-    loss_r = (per_r * mask).mean()
+    err = x0_hat - (x0_hat + reward_dir).detach()
+    per_r = per_sample_mean(err.pow(2)) / reward_norm.detach().clamp_min(1e-5)
+    loss_r = (per_r * reward_mask.to(x0_hat.dtype)).mean()
     loss = w_kl * loss_kl + w_cfg * loss_cfg + w_reward * loss_r
     stats = {
         "loss_kl": loss_kl.item(),
         "loss_cfg": loss_cfg.item(),
         "loss_reward": loss_r.item(),
-        "reward_dir_norm": per_sample_mean(d_r.pow(2)).mean().sqrt().item(),
+        "reward_dir_norm": per_sample_mean(reward_dir.pow(2)).mean().sqrt().item(),
     }
     return loss, stats

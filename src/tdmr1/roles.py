@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -79,17 +79,20 @@ class LoraSettings:
 class Roles:
     """Named LoRA adapters on ``denoiser``; the base weights are frozen."""
 
-    def __init__(self, denoiser: nn.Module, names: Sequence[str], lora: LoraSettings):
+    def __init__(self, denoiser: nn.Module, names: Sequence[str], lora: LoraSettings | Mapping[str, LoraSettings]):
+        """``lora``: one adapter shape for every role, or one per role name (e.g. attention-only surrogate)."""
         if BASE in names:
             raise ConfigError(f"'{BASE}' is the adapters-off backbone, not an adapter name")
         self.denoiser = denoiser
         self.names = list(names)
-        self.lora = lora
+        self.lora = {n: lora for n in self.names} if isinstance(lora, LoraSettings) else dict(lora)
+        if missing := [n for n in self.names if n not in self.lora]:
+            raise ConfigError(f"no LoRA settings for roles {missing}")
         denoiser.requires_grad_(False)
         with warnings.catch_warnings():  # peft warns on every adapter after the first; several are the point
             warnings.filterwarnings("ignore", message="Already found a `peft_config`")
             for name in self.names:
-                denoiser.add_adapter(lora.peft_config(), adapter_name=name)
+                denoiser.add_adapter(self.lora[name].peft_config(), adapter_name=name)
         self._params = {n: [p for k, p in denoiser.named_parameters() if f".{n}." in k] for n in self.names}
         for name in self.names:
             for p in self._params[name]:

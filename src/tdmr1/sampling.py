@@ -20,8 +20,6 @@ __all__ = [
     "SOLVERS",
     "Trajectory",
     "VelocityFn",
-    "cfg_velocity",
-    "cfg_velocity_batched",
     "sample",
 ]
 
@@ -30,35 +28,6 @@ VelocityFn = Callable[[Tensor, Tensor], Tensor]
 
 Solver = Literal["euler", "dpm"]
 SOLVERS: tuple[str, ...] = ("euler", "dpm")
-
-
-def cfg_velocity(cond_fn: VelocityFn, uncond_fn: VelocityFn, scale: float) -> VelocityFn:
-    """Classifier-free guidance: ``v = v_uncond + scale (v_cond - v_uncond)``.
-
-    With ``scale == 1`` the result is ``cond_fn`` itself and ``uncond_fn`` is never called.
-    """
-    if scale == 1:
-        return cond_fn
-
-    def guided(x: Tensor, s: Tensor) -> Tensor:
-        v_c = cond_fn(x, s)
-        v_u = uncond_fn(x, s)
-        return v_u + scale * (v_c - v_u)
-
-    return guided
-
-
-def cfg_velocity_batched(fn_both: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], scale: float) -> VelocityFn:
-    """Classifier-free guidance from one call that returns ``(v_cond, v_uncond)`` (e.g. one batched
-    forward over ``[cond; uncond]``): ``v = v_uncond + scale (v_cond - v_uncond)``."""
-
-    def guided(x: Tensor, s: Tensor) -> Tensor:
-        v_c, v_u = fn_both(x, s)
-        if scale == 1:
-            return v_c
-        return v_u + scale * (v_c - v_u)
-
-    return guided
 
 
 @dataclass

@@ -25,6 +25,7 @@ from rich.table import Table
 
 from tdmr1.errors import DataError, TdmR1Error
 from tdmr1.geneval_layout import LayoutIssue, iter_layout
+from tdmr1.manifest import MANIFEST_FILE, expected_images, read_manifest
 from tdmr1.worlds import Metric, World, get_world
 
 _EXACT_TO_RGB = {"RGB", "L", "1", "P"}
@@ -101,18 +102,46 @@ def score_folder(world: World | str, root: str | Path) -> ScoreReport:
     root = Path(root)
     issues: list[LayoutIssue] = []
     pending: list[tuple[Path, Path, dict[str, Any], np.ndarray]] = []
+    manifest = read_manifest(root)
+    expected = expected_images(manifest) if manifest is not None else None
+    found: set[tuple[str, str]] = set()
+    scanned: set[str] = set()  # folders whose images were looked at
     for entry in iter_layout(root, issues):
+        if expected is not None:
+            index = int(entry.folder.name)
+            if index >= len(manifest["prompts"]):
+                issues.append(LayoutIssue(entry.folder, f"not in {MANIFEST_FILE} (left over from another run?)"))
+                continue
+            if entry.metadata.get("prompt") != manifest["prompts"][index]:
+                issues.append(
+                    LayoutIssue(
+                        entry.folder / "metadata.jsonl",
+                        f"prompt {entry.metadata.get('prompt')!r} differs from {MANIFEST_FILE}'s "
+                        f"{manifest['prompts'][index]!r} (left over from another run?)",
+                    )
+                )
+                continue
         try:
             md = world.resolve_metadata(entry.metadata)
         except DataError as exc:
             issues.append(LayoutIssue(entry.folder / "metadata.jsonl", str(exc)))
             continue
+        scanned.add(entry.folder.name)
         for path in entry.images:
+            if expected is not None:
+                if (entry.folder.name, path.name) not in expected:
+                    issues.append(LayoutIssue(path, f"not in {MANIFEST_FILE} (left over from another run?)"))
+                    continue
+                found.add((entry.folder.name, path.name))
             try:
                 pending.append((entry.folder, path, md, load_rgb_image(path, world.image_size)))
             except DataError as exc:
                 issues.append(LayoutIssue(path, str(exc)))
 
+    if expected is not None:  # what the manifest lists but is not there (folders with problems already told)
+        for folder, name in sorted(set(expected) - found):
+            if folder in scanned or not (root / folder).exists():
+                issues.append(LayoutIssue(root / folder / "samples" / name, f"missing ({MANIFEST_FILE} lists it)"))
     reward = world.make_reward()
     rows: list[dict[str, Any]] = []
     for start in range(0, len(pending), _BATCH):

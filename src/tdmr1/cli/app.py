@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from tdmr1 import __version__
+from tdmr1.cli.messages import one_line, print_error
 from tdmr1.errors import TdmR1Error
 
 app = typer.Typer(
@@ -34,41 +35,73 @@ def _root(
 
 
 def _register() -> None:
-    from tdmr1.cli import config_cmd, world
+    from tdmr1.cli import config_cmd, models_cmd, world
 
     app.add_typer(world.world_app, name="world")
     app.command("score")(world.score_command)
     app.command("compare")(world.compare_command)
     app.add_typer(config_cmd.config_app, name="config")
-    try:
-        from tdmr1.cli import models_cmd
-    except ImportError:  # model commands land with the teacher
-        return
     models_cmd.register(app)
+    from tdmr1.cli.reward_cmd import serve_reward_command
+
+    app.command("serve-reward")(serve_reward_command)
 
 
 _register()
 
 
+def _click_exception_types() -> tuple[type[BaseException], ...]:
+    """Click's exception class and typer's vendored copy of it (typer >= 0.29 raises its own)."""
+    types: list[type[BaseException]] = []
+    try:
+        import click
+
+        types.append(click.ClickException)
+    except ImportError:  # pragma: no cover - typer without click
+        pass
+    try:
+        from typer._click.exceptions import ClickException as VendoredClickException
+
+        types.append(VendoredClickException)
+    except ImportError:  # typer < 0.29 uses click itself
+        pass
+    return tuple(types)
+
+
+def _usage_line(exc: BaseException) -> str:
+    """One line for a click/typer usage error: the message plus where to read the command's help."""
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None and getattr(ctx, "command_path", None):
+        message = f"{one_line(message)} (see `{ctx.command_path} --help`)"
+    return message
+
+
 def main() -> None:
-    """Console-script entry point: run the app, print library errors as one line (exit code 2)."""
+    """Console-script entry point: user errors (library errors, usage errors, OS errors on the paths given)
+    are printed as ONE line on stderr with exit code 2, never as a traceback."""
+    click_errors = _click_exception_types()
     try:
         app(standalone_mode=False)
     except TdmR1Error as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        print_error(exc)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
-        err_console.print("aborted")
+        print_error("aborted")
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except click_errors as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `tdmr1` or `tdmr1 world` alone: the help text
+            typer.echo(exc.format_message())
+            sys.exit(0)
+        if getattr(exc, "exit_code", 2) == 0:  # pragma: no cover - defensive
+            sys.exit(0)
+        print_error(_usage_line(exc))
+        sys.exit(2)
+    except OSError as exc:  # a path the user gave: unwritable, occupied by a file, disk full ...
+        print_error(f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else exc)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

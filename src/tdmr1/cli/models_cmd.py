@@ -7,9 +7,12 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from tdmr1.cli.messages import warn
 from tdmr1.config import from_dict, load_config
-from tdmr1.errors import CheckpointError
 from tdmr1.generate import SamplingConfig
+from tdmr1.models.checkpoints import resolve_checkpoint
+from tdmr1.utils.io import atomic_write_text
+from tdmr1.utils.outputs import check_writable_file, prepare_results_dir
 
 console = Console()
 
@@ -45,36 +48,59 @@ def _sampling(
 DEVICE_HELP = "auto (CUDA when present), cpu or cuda[:i]"
 
 
+def _warn_prompt_words(tokenizer, prompts: list[str]) -> None:
+    """One warning each for words the model does not know (read as UNK) and prompts it truncates."""
+    unknown: dict[str, int] = {}
+    for i, prompt in enumerate(prompts):
+        for word in tokenizer.unknown_words(prompt):
+            unknown.setdefault(word, i)
+    if unknown:
+        words = ", ".join(repr(w) for w in list(unknown)[:5]) + (", ..." if len(unknown) > 5 else "")
+        warn(
+            f"{len(unknown)} word(s) unknown to the model are read as an unknown token: {words} "
+            f"(first in prompt {min(unknown.values()) + 1})"
+        )
+    long = [i for i, p in enumerate(prompts) if len(tokenizer.split(p)) + 1 > tokenizer.max_length]
+    if long:
+        warn(
+            f"{len(long)} prompt(s) exceed the model's {tokenizer.max_length} tokens and are truncated "
+            f"(first: prompt {long[0] + 1}, {prompts[long[0]]!r})"
+        )
+
+
 def _load(checkpoint: Path, device: str = "auto"):
     from tdmr1.devices import resolve_device
     from tdmr1.models.embedded import EmbeddedT2I
 
-    if not checkpoint.exists():
-        raise CheckpointError(f"checkpoint not found: {checkpoint}")
-    return EmbeddedT2I.load(checkpoint, device=resolve_device(device)).eval()
+    return EmbeddedT2I.load(checkpoint, device=resolve_device(device)).eval()  # a path or a shipped name
 
 
 def sample_command(
     checkpoint: Path = typer.Option(..., help="model folder (config.json + model.safetensors)"),
     prompts: Path = typer.Option(..., help="GenEval metadata jsonl, or plain text with one prompt a line"),
     out: Path = typer.Option(..., help="output folder (GenEval layout)"),
-    steps: int | None = typer.Option(None, help="sampling steps (default: the checkpoint's)"),
+    steps: int | None = typer.Option(None, min=1, help="sampling steps (default: the checkpoint's)"),
     cfg: float | None = typer.Option(None, help="CFG scale (default: the checkpoint's)"),
     sampler: str | None = typer.Option(None, help="euler | dpm (default: the checkpoint's)"),
     shift: float | None = typer.Option(None, help="schedule time shift (default: the checkpoint's)"),
-    seed: int = typer.Option(0, help="base seed; image j of prompt i uses seed + i*M + j"),
-    images_per_prompt: int = typer.Option(4, help="images per prompt (M)"),
-    batch_size: int = typer.Option(64, help="images per forward pass"),
+    seed: int = typer.Option(0, min=0, help="base seed; image j of prompt i uses seed + i*M + j"),
+    images_per_prompt: int = typer.Option(4, min=1, help="images per prompt (M)"),
+    batch_size: int = typer.Option(64, min=1, help="images per forward pass"),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     grid: Path | None = typer.Option(None, help="also write a PNG grid of the first image of each prompt (<= 64)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the images of an earlier run in --out"),
 ) -> None:
     """Sample images for a prompt file into GenEval's folder layout."""
     from tdmr1.evaluate import sample_to_folder
     from tdmr1.geneval_layout import read_prompt_file
 
-    model = _load(checkpoint, device)
     metadata = read_prompt_file(prompts, known_tags=None, require_include=False)  # sampling does not judge
+    if grid is not None:
+        check_writable_file(grid, "--grid file")
+    prepare_results_dir(out, overwrite)  # before any work: a used folder is refused (or cleared)
+    model = _load(checkpoint, device)
     sampling = _sampling(model.meta, steps, cfg, sampler, shift)
+    _warn_prompt_words(model.tokenizer, [md["prompt"] for md in metadata])
     seconds, images = sample_to_folder(model, metadata, out, sampling, images_per_prompt, seed, batch_size)
     if grid is not None:
         from tdmr1.utils.grid import save_grid
@@ -95,12 +121,13 @@ def eval_command(
     cfg: float | None = typer.Option(None, help="CFG scale (default: the checkpoint's)"),
     sampler: str | None = typer.Option(None, help="euler | dpm (default: the checkpoint's)"),
     shift: float | None = typer.Option(None, help="schedule time shift (default: the checkpoint's)"),
-    images_per_prompt: int = typer.Option(4, help="images per benchmark prompt"),
-    limit_prompts: int | None = typer.Option(None, help="evaluate a deterministic slice of N prompts per tag"),
-    seed: int = typer.Option(0, help="base seed of the fixed per-image seeds"),
+    images_per_prompt: int = typer.Option(4, min=1, help="images per benchmark prompt"),
+    limit_prompts: int | None = typer.Option(None, min=1, help="evaluate a deterministic slice of N prompts per tag"),
+    seed: int = typer.Option(0, min=0, help="base seed of the fixed per-image seeds"),
     out: Path = typer.Option(Path("eval_out"), help="folder for images and results.json"),
     json_out: Path | None = typer.Option(None, "--json", help="also write the results JSON here"),
     device: str = typer.Option("auto", help=DEVICE_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier evaluation in --out"),
 ) -> None:
     """Sample the benchmark suite, score it, print the per-tag table and write JSON."""
     import json
@@ -108,6 +135,9 @@ def eval_command(
     from tdmr1.evaluate import evaluate
     from tdmr1.scoring import print_summary
 
+    if json_out is not None:
+        check_writable_file(json_out, "--json file")
+    prepare_results_dir(out, overwrite)  # before any work: a used folder is refused (or cleared)
     model = _load(checkpoint, device)
     sampling = _sampling(model.meta, steps, cfg, sampler, shift)
     result = evaluate(model, world, sampling, out, images_per_prompt, limit_prompts, seed)
@@ -117,8 +147,7 @@ def eval_command(
         f"cfg {sampling.cfg}, {result['sampling_seconds']} s)",
     )
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result, indent=2))
+        atomic_write_text(json_out, json.dumps(result, indent=2))
 
 
 def distill_command(
@@ -132,8 +161,8 @@ def distill_command(
     """TDM distillation of the teacher into a 4-step student (data-free, prompts only)."""
     from tdmr1.training.distill import DistillConfig, distill
 
-    teacher = teacher or Path("checkpoints") / world / "teacher"
-    cfg = load_config(DistillConfig, config, [f"world={world}", f"teacher={teacher}", *set_])
+    teacher_path = resolve_checkpoint(teacher or f"checkpoints/{world}/teacher")
+    cfg = load_config(DistillConfig, config, set_, values={"world": world, "teacher": str(teacher_path)})
     console.print(f"student saved to {distill(cfg, out, resume=resume)}")
 
 
@@ -145,17 +174,22 @@ def train_command(
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     out: Path = typer.Option(Path("runs/r1"), help="run folder"),
     resume: bool = typer.Option(True, help="continue from the run folder's state if there is one"),
+    iterations: int | None = typer.Option(None, min=1, help="RL iterations (default: the config's)"),
 ) -> None:
     """TDM-R1: reinforce the few-step generator with a black-box reward through a learned surrogate."""
     from tdmr1.training.rl import TDMR1Trainer
     from tdmr1.training.rl_config import RLConfig
     from tdmr1.worlds import get_world
 
-    init = init or Path("checkpoints") / world / "tdm4"
-    extra = [f"reward={reward}"] if reward else []
+    # typed values, not override text: a path is never re-parsed as YAML; resolved here, so any cwd works
+    values = {"world": world, "init": str(resolve_checkpoint(init or f"checkpoints/{world}/tdm4"))}
+    if reward:
+        values["reward"] = reward
+    if iterations is not None:
+        values["iterations"] = iterations
     # without a config file, the world's own reward settings (e.g. the authors' OCR column) apply
     world_defaults = list(get_world(world).rl_defaults) if config is None else []
-    cfg = load_config(RLConfig, config, [f"world={world}", f"init={init}", *world_defaults, *extra, *set_])
+    cfg = load_config(RLConfig, config, [*world_defaults, *set_], values=values)
     console.print(f"model saved to {TDMR1Trainer(cfg, out).run(resume=resume)}")
 
 
@@ -171,7 +205,7 @@ def register(app: typer.Typer) -> None:
 def demo_command(
     world: str = typer.Option("shapes", help="embedded world"),
     minutes: float = typer.Option(10.0, help="wall-time budget of the RL run"),
-    iterations: int | None = typer.Option(None, help="stop after this many iterations instead"),
+    iterations: int | None = typer.Option(None, min=1, help="stop after this many iterations instead"),
     out: Path = typer.Option(Path("demo_out"), help="output folder (report.md, grids, curve, evaluations)"),
     checkpoints: Path = typer.Option(Path("checkpoints"), help="folder with the shipped checkpoints"),
     set_: list[str] = typer.Option([], "--set", help="extra RL config overrides"),

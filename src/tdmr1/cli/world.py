@@ -9,8 +9,10 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
+from tdmr1.cli.messages import warn
 from tdmr1.errors import DataError
-from tdmr1.geneval_layout import prompt_dir, write_prompt_file, write_prompt_images
+from tdmr1.geneval_layout import write_prompt_file, write_prompt_images
+from tdmr1.utils.outputs import check_writable_file, prepare_results_dir
 
 world_app = typer.Typer(
     help="Embedded worlds (shapes, glyphs): oracle renders and benchmark / training prompt files.",
@@ -25,16 +27,15 @@ def render_command(
     out: Path = typer.Option(..., "--out", help="Output folder (GenEval layout: <out>/00000/samples/0000.png)."),
     world: str = typer.Option("shapes", "--world", help="World name."),
     images_per_prompt: int = typer.Option(4, "--images-per-prompt", min=1, help="Images per prompt."),
-    seed: int = typer.Option(0, "--seed", help="Image (p, k) uses numpy default_rng([seed, p, k])."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a folder that already holds prompts."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Image (p, k) uses numpy default_rng([seed, p, k])."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the prompt folders of a used --out."),
 ) -> None:
     """Render oracle images that satisfy each prompt (a perfect model's output) in GenEval's layout."""
     from tdmr1.worlds import get_world
 
     w = get_world(world)
     metas = w.read_prompts(prompts)
-    if prompt_dir(out, 0).exists() and not overwrite:
-        raise DataError(f"{out} already holds prompt folders; pass --overwrite or choose another --out")
+    prepare_results_dir(out, overwrite)  # refuse a used folder, or clear it: never mix two renders
     with Progress(console=_console, transient=True) as progress:
         task = progress.add_task("rendering", total=len(metas))
         for p, md in enumerate(metas):
@@ -78,11 +79,21 @@ def score_command(
     from tdmr1.scoring import print_report, score_folder, write_report_json
     from tdmr1.worlds import get_world
 
+    if json_out is not None:
+        check_writable_file(json_out, "--json file")
     report = score_folder(get_world(world), folder)
     print_report(report, _console)
     if json_out is not None:
         write_report_json(report, json_out)
         _console.print(f"report written to {json_out}", highlight=False)
+    if not report.images:
+        first = report.problems[0] if report.problems else {"path": folder, "problem": "no images"}
+        raise DataError(f"nothing in {folder} could be scored ({first['path']}: {first['problem']})")
+    if report.problems:
+        warn(
+            f"partial score: {len(report.problems)} problem(s) in {folder} (listed above) were left out; "
+            f"the accuracies cover the {len(report.images)} images that could be scored"
+        )
 
 
 def compare_command(
@@ -98,6 +109,8 @@ def compare_command(
 
     from tdmr1.paired import compare_folders
 
+    if json_out is not None:
+        check_writable_file(json_out, "--json file")
     result = compare_folders(world, before, after)
     table = Table("tag", "pairs", "gained", "lost")
     for tag, row in result.tags.items():

@@ -21,6 +21,7 @@ from transformers import BertConfig, BertModel
 
 from tdmr1.config import from_dict, option, to_dict
 from tdmr1.errors import CheckpointError, ConfigError
+from tdmr1.models.checkpoints import resolve_checkpoint
 from tdmr1.models.tokenizer import WordTokenizer
 from tdmr1.utils.io import atomic_write_text, atomic_writer
 
@@ -32,12 +33,22 @@ WEIGHTS_FILE = "model.safetensors"
 class BackboneConfig:
     """Shape of the embedded denoiser and text encoder."""
 
-    image_height: int = option(32, "image height in pixels")
-    image_width: int = option(32, "image width in pixels")
+    image_height: int = option(0, "image height in pixels (0 = the world's; pretraining fills it in)")
+    image_width: int = option(0, "image width in pixels (0 = the world's; pretraining fills it in)")
     channels: int = option(3, "image channels")
-    block_out_channels: tuple[int, ...] = option((32, 64, 128), "UNet channels per resolution (32, 16, 8 px)")
+    block_out_channels: tuple[int, ...] = option(
+        (32, 64, 128), "UNet channels per resolution (full, 1/2, 1/4 size; one more entry = one more level)"
+    )
     cross_attention_levels: tuple[bool, ...] = option(
-        (False, False, True), "which resolutions get text cross-attention (coarsest last)"
+        (False, False, True), "which resolutions get attention blocks with text cross-attention (coarsest last)"
+    )
+    cross_only_levels: tuple[bool, ...] = option(
+        (),
+        "which resolutions' attention blocks skip spatial self-attention (text cross-attention only: "
+        "cheaper on wide canvases); () = none",
+    )
+    coord_channels: bool = option(
+        False, "append two fixed coordinate channels (x, y in [-1, 1]) to the denoiser input (explicit position)"
     )
     layers_per_block: int = option(1, "ResNet layers per UNet block")
     norm_num_groups: int = option(16, "GroupNorm groups")
@@ -52,14 +63,21 @@ class BackboneConfig:
             raise ConfigError("block_out_channels and cross_attention_levels must have the same length")
         if any(c % self.norm_num_groups for c in self.block_out_channels):
             raise ConfigError("every block_out_channels entry must be divisible by norm_num_groups")
+        if self.cross_only_levels and len(self.cross_only_levels) != len(self.block_out_channels):
+            raise ConfigError("cross_only_levels must be empty or as long as block_out_channels")
+        if self.image_height < 0 or self.image_width < 0:
+            raise ConfigError("image_height and image_width must be >= 0 (0 = the world's size)")
 
 
 def build_denoiser(cfg: BackboneConfig) -> UNet2DConditionModel:
+    if cfg.image_height < 1 or cfg.image_width < 1:
+        raise ConfigError("backbone image_height / image_width are unset (0): take them from the world first")
     down = tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in cfg.cross_attention_levels)
     up = tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(cfg.cross_attention_levels))
     return UNet2DConditionModel(
         sample_size=(cfg.image_height, cfg.image_width),
-        in_channels=cfg.channels,
+        in_channels=cfg.channels + (2 if cfg.coord_channels else 0),
+        only_cross_attention=tuple(cfg.cross_only_levels) if cfg.cross_only_levels else False,
         out_channels=cfg.channels,
         down_block_types=down,
         up_block_types=up,
@@ -112,7 +130,18 @@ class EmbeddedT2I(nn.Module):
         """Velocity prediction at noisy images ``x`` [B, C, H, W] and levels ``s`` [B]."""
         hidden, mask = text
         s = s.expand(x.shape[0]) if s.ndim == 0 else s
-        return self.denoiser(x, s * 1000.0, encoder_hidden_states=hidden, encoder_attention_mask=mask).sample
+        out = self.denoiser(self._with_coords(x), s * 1000.0, encoder_hidden_states=hidden, encoder_attention_mask=mask)
+        return out.sample
+
+    def _with_coords(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` with the two coordinate channels appended when the backbone asks for them."""
+        if not self.cfg.coord_channels:
+            return x
+        b, _, h, w = x.shape
+        ys = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=x.dtype)
+        xs = torch.linspace(-1.0, 1.0, w, device=x.device, dtype=x.dtype)
+        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=0)  # [2, H, W]: x then y
+        return torch.cat([x, grid.expand(b, -1, -1, -1)], dim=1)
 
     # ---- persistence -------------------------------------------------------------------------
     def state_for_save(self, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
@@ -139,8 +168,9 @@ class EmbeddedT2I(nn.Module):
 
     @classmethod
     def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> EmbeddedT2I:
-        """Load a checkpoint folder; missing, corrupt or mismatched files raise CheckpointError."""
-        directory = Path(directory)
+        """Load a checkpoint folder (a path, or a shipped name such as ``checkpoints/shapes/teacher``);
+        missing, corrupt or mismatched files raise CheckpointError."""
+        directory = resolve_checkpoint(directory)
         config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
         if not directory.is_dir():
             raise CheckpointError(f"checkpoint folder not found: {directory}")
@@ -178,3 +208,15 @@ class EmbeddedT2I(nn.Module):
                         f"{source}: {prefix}{k} has shape {tuple(v.shape)}, config expects {tuple(own[k].shape)}"
                     )
             module.load_state_dict({k: v.to(own[k].dtype) for k, v in part.items()})
+
+
+def checkpoint_image_size(directory: str | Path) -> tuple[int, int]:
+    """(height, width) of the images a checkpoint folder makes, read from its ``config.json`` only."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {directory} is missing {CONFIG_FILE}")
+    try:
+        backbone = json.loads(path.read_text())["backbone"]
+        return int(backbone["image_height"]), int(backbone["image_width"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: unreadable model config ({exc})") from None

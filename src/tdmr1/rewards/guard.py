@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import concurrent.futures
+import threading
 from typing import Any
 
 import numpy as np
@@ -20,18 +20,29 @@ def call_reward(
 ) -> RewardOutput:
     """Run ``reward`` and validate its output; any failure becomes a one-line RewardError."""
     name = getattr(reward, "name", type(reward).__name__)
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="reward")
-    future = pool.submit(reward, images, prompts, metadata)
-    try:
-        out = future.result(timeout=timeout_s)
-    except concurrent.futures.TimeoutError:
-        raise RewardError(f"reward {name!r} timed out after {timeout_s} s on a batch of {len(images)}") from None
-    except RewardError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a black box may raise anything
+    # a daemon thread, not a ThreadPoolExecutor: the executor's workers are joined at interpreter exit, so a
+    # hung reward would hold the process after the timeout error; a daemon thread is simply abandoned
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["out"] = reward(images, prompts, metadata)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            result["exc"] = exc
+
+    worker = threading.Thread(target=target, name=f"reward-{name}", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        raise RewardError(f"reward {name!r} timed out after {timeout_s} s on a batch of {len(images)}")
+    if "exc" in result:
+        exc = result["exc"]
+        if isinstance(exc, RewardError):
+            raise exc
+        if not isinstance(exc, Exception):
+            raise exc
         raise RewardError(f"reward {name!r} raised {type(exc).__name__}: {exc}") from exc
-    finally:
-        pool.shutdown(wait=False)  # a hung reward leaves its thread behind, never the caller
+    out = result["out"]
     scores = getattr(out, "scores", out)
     scores = np.asarray(scores, dtype=np.float32)
     if scores.shape != (len(images),):
@@ -44,3 +55,24 @@ def call_reward(
         )
     info = getattr(out, "info", {}) or {}
     return RewardOutput(scores=scores, info=dict(info))
+
+
+class SkipBudget:
+    """Consecutive skipped reward batches (``skip_bad_reward_batches``): ``skip(exc)`` counts a failed batch
+    and re-raises it as a RewardError once more than ``limit`` batches in a row failed; ``ok()`` resets."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.in_a_row = 0
+        self.total = 0
+
+    def skip(self, exc: Exception) -> None:
+        self.in_a_row += 1
+        self.total += 1
+        if self.in_a_row > self.limit:
+            raise RewardError(
+                f"{self.in_a_row} reward batches failed in a row (max_skipped_batches = {self.limit}); last: {exc}"
+            ) from exc
+
+    def ok(self) -> None:
+        self.in_a_row = 0

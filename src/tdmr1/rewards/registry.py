@@ -1,33 +1,143 @@
-"""Reward registry: names -> factories, so configs and the CLI can pick a reward by name."""
+"""Reward specs -> rewards, so configs and the CLI can pick a reward by name, URL or weighted mapping.
+
+A spec (``RLConfig.reward``) is one of
+
+- ``None``: the world's own reward;
+- a world name (``shapes``, ``glyphs``) or ``ocr`` (GlyphsEval's OCR reward): that world's reward
+  (one source of truth: ``World.make_reward``, nothing duplicated here);
+- ``http://host:port``: a reward served by ``tdmr1 serve-reward`` (``rewards.remote``);
+- ``likes``: a person's like / dislike in a web page (``rewards.likes``);
+- ``module:attr`` or ``path/to/file.py:attr``: a reward class or factory of your own;
+- a mapping ``{spec: weight}`` (a weighted sum, each part logged) where a value may also be a mapping
+  of options, e.g. ``{http://host:port: {weight: 0.5, timeout_s: 30, retries: 2}}`` or
+  ``{likes: {replay: true}}``. A one-entry mapping with weight 1 is just that reward, with its options.
+
+Worlds are imported lazily, inside the functions: ``tdmr1.worlds`` imports ``rewards.base``, and this
+module must not import ``tdmr1.worlds`` (or anything in ``training/``) at import time.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+import importlib.util
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tdmr1.errors import ConfigError
 from tdmr1.rewards.base import Reward
-from tdmr1.worlds.base import World
+
+if TYPE_CHECKING:
+    from tdmr1.worlds.base import World
+
+#: reward names that are another world's reward
+ALIASES: dict[str, str] = {"ocr": "glyphs"}
+#: extra named rewards (``register_reward``)
+REWARDS: dict[str, Callable[[], Reward]] = {}
+
+_REMOTE_OPTIONS = {"reward", "timeout_s", "retries", "backoff_s", "batch_size", "cache", "token"}
+_LIKES_OPTIONS = {"host", "port", "token", "replay", "db", "run", "open_browser"}
 
 
-def _shapes() -> Reward:
-    from tdmr1.worlds.shapes.checker import ShapesChecker
-
-    return ShapesChecker()
-
-
-def _ocr() -> Reward:
-    from tdmr1.worlds.glyphs.ocr import OcrReward
-
-    return OcrReward()
+def register_reward(name: str, factory: Callable[[], Reward]) -> None:
+    """Make ``factory()`` available as reward ``name`` (configs, ``tdmr1 serve-reward --reward``)."""
+    REWARDS[name] = factory
 
 
-REWARDS: dict[str, Callable[[], Reward]] = {"shapes": _shapes, "ocr": _ocr}
+def known_rewards() -> list[str]:
+    from tdmr1.worlds import known_worlds
+
+    return sorted({*known_worlds(), *ALIASES, *REWARDS, "likes"})
 
 
-def make_reward(name: str | None, world: World) -> Reward:
-    """The reward called ``name``, or the world's own reward when ``name`` is None."""
-    if name is None:
+def named_reward(name: str) -> Reward:
+    """A reward by name: a registered one, a world's own (``shapes``, ``glyphs``/``ocr``) or ``module:attr``."""
+    from tdmr1.worlds import get_world, known_worlds
+
+    if name in REWARDS:
+        return REWARDS[name]()
+    world = ALIASES.get(name, name)
+    if world in known_worlds():
+        return get_world(world).make_reward()
+    if ":" in name and not name.startswith(("http://", "https://")):
+        return _import_reward(name)()
+    raise ConfigError(f"unknown reward {name!r} (known: {', '.join(known_rewards())}, http://host:port, module:attr)")
+
+
+def _import_reward(spec: str) -> Callable[[], Reward]:
+    target, _, attr = spec.rpartition(":")
+    try:
+        if target.endswith(".py"):
+            path = Path(target)
+            if not path.is_file():
+                raise ConfigError(f"reward file not found: {path}")
+            module_spec = importlib.util.spec_from_file_location(f"tdmr1_user_reward_{path.stem}", path)
+            module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
+            module_spec.loader.exec_module(module)  # type: ignore[union-attr]
+        else:
+            module = importlib.import_module(target)
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - user code
+        raise ConfigError(f"cannot import reward {spec!r}: {type(exc).__name__}: {exc}") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ConfigError(f"reward {spec!r}: {target} has no callable {attr!r}")
+    return factory
+
+
+def _single(key: str, options: Mapping[str, Any], run_dir: Path | None) -> Reward:
+    if key.startswith(("http://", "https://")):
+        unknown = sorted(set(options) - _REMOTE_OPTIONS)
+        if unknown:
+            raise ConfigError(
+                f"reward {key}: unknown option {unknown[0]!r} (known: {', '.join(sorted(_REMOTE_OPTIONS))})"
+            )
+        from tdmr1.rewards.remote import RemoteReward
+
+        cache_path = run_dir / "reward_cache.sqlite" if run_dir is not None else None
+        return RemoteReward(key, cache_path=cache_path, **options)
+    if key == "likes":
+        unknown = sorted(set(options) - _LIKES_OPTIONS)
+        if unknown:
+            raise ConfigError(
+                f"reward likes: unknown option {unknown[0]!r} (known: {', '.join(sorted(_LIKES_OPTIONS))})"
+            )
+        from tdmr1.rewards.likes import LikesReward
+
+        return LikesReward(run_dir=run_dir, **options)
+    if options:
+        raise ConfigError(f"reward {key!r} takes no options (got {', '.join(sorted(options))})")
+    return named_reward(key)
+
+
+def make_reward(spec: str | Mapping[str, Any] | None, world: World, run_dir: str | Path | None = None) -> Reward:
+    """The reward described by ``spec`` (see the module doc), or the world's own reward when ``spec`` is None.
+
+    ``run_dir`` (the run folder) is where a remote reward caches scores and the likes reward keeps its
+    SQLite labels; without it they use the user cache / the current folder.
+    """
+    run_dir = Path(run_dir) if run_dir is not None else None
+    if spec is None:
         return world.make_reward()
-    if name not in REWARDS:
-        raise ConfigError(f"unknown reward {name!r} (known: {', '.join(sorted(REWARDS))})")
-    return REWARDS[name]()
+    if isinstance(spec, str):
+        return _single(spec, {}, run_dir)
+    if not isinstance(spec, Mapping) or not spec:
+        raise ConfigError(f"reward: expected a name, a URL or a mapping of reward -> weight, got {spec!r}")
+    parts: list[tuple[str, float, Reward]] = []
+    for key, value in spec.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"reward: keys must be reward names or URLs, got {key!r}")
+        options = dict(value) if isinstance(value, Mapping) else {"weight": value}
+        weight = options.pop("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, int | float):
+            raise ConfigError(f"reward {key!r}: weight must be a number, got {weight!r}")
+        parts.append((key, float(weight), _single(key, options, run_dir)))
+    if len(parts) == 1 and parts[0][1] == 1.0:
+        return parts[0][2]
+    from tdmr1.rewards.composite import CompositeReward
+
+    try:
+        return CompositeReward(parts)
+    except ValueError as exc:
+        raise ConfigError(f"reward: {exc}") from None

@@ -1,4 +1,4 @@
-"""TDM distillation (data-free, prompts only): teacher -> deterministic 4-step student (METHOD.md sec. 3).
+"""TDM distillation (data-free, prompts only): teacher -> deterministic 4-step student (docs/METHOD.md sec. 3).
 
 One iteration: student rollout (no grad) -> per-sample step j -> one student step with grad from x_{t_j}
 -> (1) fake-score update by denoising score matching on the step's output diffused into
@@ -17,18 +17,19 @@ from typing import Literal
 import numpy as np
 import torch
 
-from tdmr1.config import option, to_dict
+from tdmr1.config import at_least, option, positive, to_dict, within
 from tdmr1.devices import resolve_device
 from tdmr1.errors import ConfigError
 from tdmr1.generate import SamplingConfig, generate_images
-from tdmr1.losses import direction_loss, dmd_normaliser, fake_score_loss, flow_target_from_x0, tdm_direction
 from tdmr1.models.embedded import EmbeddedT2I
 from tdmr1.roles import LoraSettings
 from tdmr1.training.ema import TensorEMA
 from tdmr1.training.progress import RunLogger
-from tdmr1.training.state import has_training_state, load_training_state, save_training_state
+from tdmr1.training.rng import RunRNG, global_rng_untouched
+from tdmr1.training.state import load_training_state, prepare_run_dir, save_training_state
 from tdmr1.training.student import export_student
 from tdmr1.training.system import FewStepSystem
+from tdmr1.training.tdm_losses import fake_update, generator_loss
 from tdmr1.utils.grid import save_grid
 from tdmr1.worlds import get_world
 
@@ -68,8 +69,15 @@ class DistillConfig:
     sample_every: int = option(250, "sample grid every N iterations (0 = only at the end)")
 
     def validate(self) -> None:
-        if self.student_steps < 1 or self.iterations < 1 or self.batch_size < 1:
-            raise ConfigError("student_steps, iterations and batch_size must be >= 1")
+        at_least(self, 1, "student_steps iterations batch_size fake_updates checkpoint_every")
+        at_least(self, 0, "weight_decay fake_base_weight seed threads log_every sample_every")
+        positive(self, "shift lr_generator lr_fake grad_clip huber_c max_minutes")
+        at_least(self, 0.0, "cfg")
+        within(self, 0.0, 1.0, "ema_decay")
+        for key in ("betas_generator", "betas_fake"):
+            if not all(0.0 <= b < 1.0 for b in getattr(self, key)):
+                raise ConfigError(f"{key} must be two numbers in [0, 1), got {list(getattr(self, key))}")
+        positive(self.lora, "alpha", prefix="lora.")
 
 
 class PromptSampler:
@@ -89,55 +97,18 @@ class PromptSampler:
         return picks
 
 
-def fake_update(
-    system: FewStepSystem,
-    x_next: torch.Tensor,
-    x0_hat: torch.Tensor,
-    s_next: torch.Tensor,
-    s_upper: torch.Tensor,
-    text,
-    base_weight: float,
-) -> torch.Tensor:
-    """Fake-score DSM loss on the student's step output diffused to tau in (s_next, s_upper]."""
-    tau = system.sample_levels(s_next, s_upper)
-    x_tau = system.diffuse(x_next.detach(), s_next, tau, torch.randn_like(x_next))
-    target = flow_target_from_x0(x_tau, x0_hat.detach(), tau)
-    v_base = system.velocity("base", x_tau, tau, text).detach() if base_weight else None
-    return fake_score_loss(system.velocity("fake", x_tau, tau, text), target, v_base, base_weight)
-
-
-def generator_loss(
-    system: FewStepSystem,
-    x0_hat: torch.Tensor,
-    x_next: torch.Tensor,
-    s_next: torch.Tensor,
-    cond,
-    uncond,
-    cfg: float,
-    huber_c: float | None,
-) -> torch.Tensor:
-    """TDM generator loss: normalised (teacher_cfg - fake) direction at x_tau ~ bridge(x_next -> tau)."""
-    with torch.no_grad():
-        tau = system.sample_levels(s_next)
-        x_tau = system.diffuse(x_next.detach(), s_next, tau, torch.randn_like(x_next))
-        x0_real_c, x0_real_u = system.x0_cond_uncond("base", x_tau, tau, cond, uncond)
-        x0_real_cfg = x0_real_u + cfg * (x0_real_c - x0_real_u)
-        x0_fake = system.x0("fake", x_tau, tau, cond)
-        direction = tdm_direction(x0_real_c, x0_real_u, x0_fake, cfg)
-        w = dmd_normaliser(x0_hat, x0_real_cfg)
-    return direction_loss(x0_hat, direction, w, huber_c)
-
-
 def distill(cfg: DistillConfig, out_dir: str | Path, resume: bool = True, quiet: bool = False) -> Path:
     """Run TDM distillation into ``out_dir``; returns the exported student folder (``out_dir/model``)."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    has_state = prepare_run_dir(out_dir, resume)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     teacher = EmbeddedT2I.load(cfg.teacher)
-    system = FewStepSystem(teacher, ["generator", "fake"], cfg.lora, cfg.student_steps, cfg.shift, device)
+    get_world(cfg.world).check_image_size(teacher.image_shape[1:], f"the teacher {cfg.teacher}")
+    with global_rng_untouched(device):  # adapter init: seeded, without consuming the caller's RNG
+        torch.manual_seed(cfg.seed)
+        system = FewStepSystem(teacher, ["generator", "fake"], cfg.lora, cfg.student_steps, cfg.shift, device)
     opt_g = torch.optim.AdamW(
         system.roles.parameters("generator"),
         lr=cfg.lr_generator,
@@ -148,13 +119,14 @@ def distill(cfg: DistillConfig, out_dir: str | Path, resume: bool = True, quiet:
         system.roles.parameters("fake"), lr=cfg.lr_fake, betas=cfg.betas_fake, weight_decay=cfg.weight_decay
     )
     ema = TensorEMA(system.roles.parameters("generator"), cfg.ema_decay)
-    rng = np.random.default_rng(cfg.seed)
-    prompts_for = PromptSampler(cfg.world, cfg.prompt_source, rng)
-    modules = {"denoiser": teacher.denoiser, "ema": ema}
+    rng = RunRNG(cfg.seed, device)  # every draw of the loop: prompts, noise, step indices, levels
+    gen = rng.torch
+    prompts_for = PromptSampler(cfg.world, cfg.prompt_source, rng.numpy)
+    modules = {"denoiser": teacher.denoiser, "ema": ema, "rng": rng}
     optimizers = {"generator": opt_g, "fake": opt_f}
     step = 0
-    if resume and has_training_state(out_dir):
-        step, _ = load_training_state(out_dir, modules, optimizers, rng)
+    if has_state:
+        step, _ = load_training_state(out_dir, modules, optimizers)
     (out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
     uncond_1 = system.encode([""])
     grid_prompts = get_world(cfg.world).grid_prompts()
@@ -162,6 +134,11 @@ def distill(cfg: DistillConfig, out_dir: str | Path, resume: bool = True, quiet:
     log = RunLogger(out_dir, total=cfg.iterations, start=step, desc=f"distill {cfg.world}", quiet=quiet)
     k = cfg.student_steps
     t0 = time.time()
+
+    def save() -> None:  # the student first: a kill in between leaves it ahead of the state, never behind
+        export_student(system, ema, out_dir / "model", cfg.teacher, student_sampling, {"distilled_iterations": step})
+        save_training_state(out_dir, step, modules, optimizers)
+
     try:
         while step < cfg.iterations:
             if cfg.max_minutes is not None and time.time() - t0 > 60 * cfg.max_minutes:
@@ -170,8 +147,8 @@ def distill(cfg: DistillConfig, out_dir: str | Path, resume: bool = True, quiet:
             n = cfg.batch_size
             cond = system.encode(prompts_for(n))
             uncond = (uncond_1[0].expand(n, -1, -1), uncond_1[1].expand(n, -1))
-            traj = system.rollout(cond, system.randn(n))
-            j = torch.randint(0, k, (n,), device=device)
+            traj = system.rollout(cond, rng.randn(n, *teacher.image_shape))
+            j = rng.randint(0, k, (n,))
             x_j = traj.states[j, torch.arange(n, device=device)]
             s_next, s_j = system.sigmas[j + 1], system.sigmas[j]
             s_upper = s_j if cfg.interval == "separate" else torch.ones_like(s_j)
@@ -179,13 +156,13 @@ def distill(cfg: DistillConfig, out_dir: str | Path, resume: bool = True, quiet:
             x0_hat, x_next = system.generator_step(x_j, j, cond)
             # (1) fake score on the student's one-step outputs (no grad into the generator)
             for _ in range(cfg.fake_updates):
-                loss_f = fake_update(system, x_next, x0_hat, s_next, s_upper, cond, cfg.fake_base_weight)
+                loss_f = fake_update(system, x_next, x0_hat, s_next, s_upper, cond, cfg.fake_base_weight, gen)
                 opt_f.zero_grad(set_to_none=True)
                 loss_f.backward()
                 gn_f = torch.nn.utils.clip_grad_norm_(system.roles.parameters("fake"), cfg.grad_clip)
                 opt_f.step()
             # (2) generator: the same step, pushed along the teacher-vs-fake direction
-            loss_g = generator_loss(system, x0_hat, x_next, s_next, cond, uncond, cfg.cfg, cfg.huber_c)
+            loss_g = generator_loss(system, x0_hat, x_next, s_next, cond, uncond, cfg.cfg, cfg.huber_c, gen)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             gn_g = torch.nn.utils.clip_grad_norm_(system.roles.parameters("generator"), cfg.grad_clip)
@@ -203,10 +180,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, resume: bool = True, quiet:
                 every=cfg.log_every,
             )
             if step % cfg.checkpoint_every == 0:
-                save_training_state(out_dir, step, modules, optimizers, rng)
-                export_student(
-                    system, ema, out_dir / "model", cfg.teacher, student_sampling, {"distilled_iterations": step}
-                )
+                save()
             if (cfg.sample_every and step % cfg.sample_every == 0) or step == cfg.iterations:
                 ema.swap()
                 with system.roles.use("generator"):
@@ -215,9 +189,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, resume: bool = True, quiet:
                 save_grid(imgs, out_dir / "samples" / f"step_{step:06d}.png", labels=grid_prompts)
                 log.image("samples", imgs, step)
         if step % cfg.checkpoint_every:  # the last iterations (end or time budget) are saved too
-            save_training_state(out_dir, step, modules, optimizers, rng)
-            meta = {"distilled_iterations": step}
-            export_student(system, ema, out_dir / "model", cfg.teacher, student_sampling, meta)
+            save()
     finally:
         log.close()
     log.info(f"distilled to iteration {step} in {time.time() - t0:.0f} s; student at {out_dir / 'model'}")

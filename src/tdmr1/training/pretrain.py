@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tdmr1.config import option, to_dict
+from tdmr1.config import at_least, option, positive, to_dict, within
 from tdmr1.devices import resolve_device
 from tdmr1.errors import ConfigError
 from tdmr1.flow import add_noise, sample_logit_normal, velocity_from_x0_eps
@@ -20,7 +20,8 @@ from tdmr1.models.embedded import BackboneConfig, EmbeddedT2I
 from tdmr1.models.tokenizer import WordTokenizer
 from tdmr1.training.ema import EMA
 from tdmr1.training.progress import RunLogger
-from tdmr1.training.state import has_training_state, load_training_state, save_training_state
+from tdmr1.training.rng import RunRNG, global_rng_untouched
+from tdmr1.training.state import load_training_state, prepare_run_dir, save_training_state
 from tdmr1.utils.grid import save_grid
 from tdmr1.worlds import get_world
 
@@ -52,17 +53,38 @@ class PretrainConfig:
     sample_every: int = option(1000, "sample grid PNG every N steps (0 = only at the end)")
 
     def validate(self) -> None:
-        if self.steps < 1 or self.batch_size < 1:
-            raise ConfigError("steps and batch_size must be >= 1")
-        if not 0.0 <= self.caption_dropout < 1.0:
-            raise ConfigError(f"caption_dropout must be in [0, 1), got {self.caption_dropout}")
+        at_least(self, 1, "steps batch_size checkpoint_every")
+        at_least(self, 0, "weight_decay warmup_steps seed threads log_every snapshot_every sample_every")
+        positive(self, "lr grad_clip t_std max_minutes")
+        within(self, 0.0, 1.0, "caption_dropout", high_open=True)
+        within(self, 0.0, 1.0, "ema_decay")
+
+
+def world_backbone(backbone: BackboneConfig, world_name: str) -> BackboneConfig:
+    """``backbone`` with the world's image size filled in (0 = unset); ConfigError when it was set to
+    another size."""
+    world = get_world(world_name)
+    h, w = world.image_size
+    if (backbone.image_height, backbone.image_width) not in ((0, 0), (h, w)):
+        raise ConfigError(
+            f"backbone image size {backbone.image_height}x{backbone.image_width} differs from world "
+            f"{world_name!r}'s {h}x{w} images (height x width): leave backbone.image_height/width unset"
+        )
+    return dataclasses.replace(backbone, image_height=h, image_width=w)
 
 
 def build_model(cfg: PretrainConfig) -> EmbeddedT2I:
     world = get_world(cfg.world)
     tokenizer = WordTokenizer(world.vocabulary(), max_length=cfg.backbone.max_tokens, mode=world.tokenizer_mode)
+    longest = max((len(tokenizer.split(md["prompt"])) + 1 for md in world.benchmark_suite()), default=0)  # + BOS
+    if longest > tokenizer.max_length:
+        raise ConfigError(
+            f"world {cfg.world!r} has prompts of {longest} tokens but backbone.max_tokens is {tokenizer.max_length}"
+        )
     meta = {"world": cfg.world, "sampling": to_dict(cfg.sampling)}
-    return EmbeddedT2I(cfg.backbone, tokenizer, meta)
+    if world.spec:
+        meta["world_spec"] = world.spec
+    return EmbeddedT2I(world_backbone(cfg.backbone, cfg.world), tokenizer, meta)
 
 
 def flow_matching_loss(
@@ -77,29 +99,31 @@ def flow_matching_loss(
 def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = True, quiet: bool = False) -> Path:
     """Train a teacher into ``out_dir``; returns the folder of the exported EMA model (``out_dir/model``)."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    has_state = prepare_run_dir(out_dir, resume)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     world = get_world(cfg.world)
-    torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
-    model = build_model(cfg).to(device)
+    with global_rng_untouched(device):
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg).to(device)
     ema = EMA(model, cfg.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    rng = np.random.default_rng(cfg.seed)
+    rng = RunRNG(cfg.seed, device)  # every draw of the loop: data, caption dropout, levels, noise
+    modules = {"model": model, "ema": ema, "rng": rng}
     step = 0
-    if resume and has_training_state(out_dir):
-        step, _ = load_training_state(out_dir, {"model": model, "ema": ema}, {"opt": opt}, rng)
+    if has_state:
+        step, _ = load_training_state(out_dir, modules, {"opt": opt})
     (out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
     grid_prompts = world.grid_prompts()
     grid_seeds = list(range(len(grid_prompts)))
     log = RunLogger(out_dir, total=cfg.steps, start=step, desc=f"pretrain {cfg.world}", quiet=quiet)
     t_start = time.time()
 
-    def save() -> None:
-        save_training_state(out_dir, step, {"model": model, "ema": ema}, {"opt": opt}, rng)
+    def save() -> None:  # the model first: a kill in between leaves it ahead of the state, never behind
         ema.model.meta["trained_steps"] = step
         ema.model.save(out_dir / "model")
+        save_training_state(out_dir, step, modules, {"opt": opt})
 
     try:
         while step < cfg.steps:
@@ -107,12 +131,12 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = True, quie
                 log.info(f"time budget of {cfg.max_minutes} min reached at step {step}")
                 save()
                 break
-            images, captions = world.training_batch(rng, cfg.batch_size)
-            drop = rng.random(len(captions)) < cfg.caption_dropout
+            images, captions = world.training_batch(rng.numpy, cfg.batch_size)
+            drop = rng.numpy.random(len(captions)) < cfg.caption_dropout
             captions = ["" if d else c for c, d in zip(captions, drop, strict=True)]
             x0 = from_uint8(images, cfg.backbone.channels).to(device)
-            s = sample_logit_normal(len(captions), cfg.t_mean, cfg.t_std, device=device)
-            loss = flow_matching_loss(model, x0, captions, s, torch.randn_like(x0))
+            s = sample_logit_normal(len(captions), cfg.t_mean, cfg.t_std, generator=rng.torch, device=device)
+            loss = flow_matching_loss(model, x0, captions, s, rng.randn_like(x0))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

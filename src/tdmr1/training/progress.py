@@ -17,6 +17,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from tdmr1.utils.io import METRICS_FILE, atomic_write_text, read_jsonl
+
 
 class RunLogger:
     """Progress bar + TensorBoard + append-only JSONL of scalars (``metrics.jsonl``)."""
@@ -32,13 +34,15 @@ class RunLogger:
     ):
         self.run_dir = Path(run_dir)
         self.console = Console(stderr=True, quiet=quiet)
-        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.metrics_path = self.run_dir / METRICS_FILE
         self.t0 = time.time()
         self.writer = None
+        trim_metrics(self.run_dir, start)  # rows a killed run logged after its last checkpoint
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(self.run_dir / "tb"))
+            # a resumed run drops the events logged after its checkpoint (they are logged again)
+            self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=start + 1 if start else None)
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -82,8 +86,26 @@ class RunLogger:
             self.writer.close()
 
 
-def read_metrics(run_dir: str | Path) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
+def trim_metrics(run_dir: str | Path, step: int) -> int:
+    """Keep only the ``metrics.jsonl`` rows of steps <= ``step`` (none when ``step`` is 0), so that a run
+    resumed from its checkpoint at ``step`` never logs an iteration twice; returns the rows dropped."""
+    path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return 0
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    keep = []
+    for line in lines:
+        try:
+            row_step = json.loads(line).get("step")
+        except (json.JSONDecodeError, AttributeError):
+            continue  # a row cut short by a kill mid-write
+        if step and isinstance(row_step, int) and row_step <= step:
+            keep.append(line)
+    if len(keep) != len(lines):
+        atomic_write_text(path, "".join(f"{line}\n" for line in keep))
+    return len(lines) - len(keep)
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """Every record of a run folder's ``metrics.jsonl`` ([] before the first one)."""
+    return read_jsonl(Path(run_dir) / METRICS_FILE)

@@ -1,11 +1,16 @@
-"""TDM-R1 trainer (METHOD.md sec. 4): rollouts on the deterministic K-step path, black-box reward, group
+"""TDM-R1 trainer (docs/METHOD.md): rollouts on the deterministic K-step path, black-box reward, group
 advantages, then per iteration, in order, the fake-score, surrogate-reward and generator updates
-(gradients accumulated over minibatches of whole groups, one optimizer step per role)."""
+(gradients accumulated over minibatches of whole groups, one optimizer step per role).
+
+Every random draw of training comes from ``self.gen`` (torch) and ``self.rng`` (numpy, prompt picks),
+both saved in the run state, so a resumed run continues exactly as an uninterrupted one.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,25 +22,24 @@ from tdmr1.config import to_dict
 from tdmr1.devices import resolve_device
 from tdmr1.errors import RewardError
 from tdmr1.generate import SamplingConfig, generate_images, to_uint8
-from tdmr1.losses import per_sample_mean
 from tdmr1.models.embedded import EmbeddedT2I
+from tdmr1.ranking import pearson
 from tdmr1.rewards.guard import call_reward
 from tdmr1.rewards.registry import make_reward
-from tdmr1.rl_losses import generator_rl_loss, group_advantages, surrogate_loss, surrogate_target
-from tdmr1.training.distill import fake_update
+from tdmr1.rl_draws import draw_levels, draw_surrogate_points, group_noise
+from tdmr1.rl_losses import generator_rl_loss, group_advantages
+from tdmr1.training.tdm_losses import fake_update
 from tdmr1.training.ema import TensorEMA
 from tdmr1.training.progress import RunLogger
 from tdmr1.training.quick_eval import quick_eval
 from tdmr1.training.rl_config import RLConfig
 from tdmr1.training.state import has_training_state, load_training_state, save_training_state
 from tdmr1.training.student import export_student, load_student_adapter
-from tdmr1.training.surrogate_rank import clean_margin, pearson
+from tdmr1.training.surrogates import ExplicitSurrogate, ImplicitSurrogate, Surrogate, clean_margin, reward_point
 from tdmr1.training.system import FewStepSystem
 from tdmr1.utils.grid import save_grid
 from tdmr1.utils.plots import plot_reward_curve
 from tdmr1.worlds import get_world
-
-ROLES = ["generator", "fake", "surrogate", "surrogate_old"]
 
 
 @dataclass
@@ -50,6 +54,42 @@ class Rollout:
     correct: float
 
 
+class _GeneratorState:
+    """A torch.Generator seen as a module with a state dict (for the run state)."""
+
+    def __init__(self, gen: torch.Generator):
+        self.gen = gen
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"state": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.gen.set_state(state["state"])
+
+
+class _ReplayState:
+    """The surrogate's replay buffer of recent rollouts, saved with the run."""
+
+    def __init__(self, buffer: deque):
+        self.buffer = buffer
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rollouts": [vars(ro) for ro in self.buffer]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.buffer.clear()
+        self.buffer.extend(Rollout(**ro) for ro in state["rollouts"])
+
+
+def _make_surrogate(system: FewStepSystem, model: EmbeddedT2I, cfg: RLConfig) -> Surrogate:
+    if cfg.surrogate == "implicit":
+        return ImplicitSurrogate(system, cfg)
+    denoiser = model.denoiser
+    return ExplicitSurrogate(
+        system, cfg, denoiser.mid_block, denoiser.config.block_out_channels[-1], denoiser.config.cross_attention_dim
+    )
+
+
 class TDMR1Trainer:
     """Owns the roles, optimisers, EMAs and the reward; ``run()`` trains, ``iteration()`` does one step."""
 
@@ -58,31 +98,37 @@ class TDMR1Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)  # adapter initialisation
         adapter, student_config = load_student_adapter(cfg.init)
         self.teacher_path = cfg.teacher or student_config.get("teacher")
         sampling = student_config["sampling"]
         self.sampling = SamplingConfig(steps=sampling["steps"], cfg=1.0, sampler="euler", shift=sampling["shift"])
         self.device = resolve_device(cfg.device)
         self.model = EmbeddedT2I.load(self.teacher_path)
-        self.system = FewStepSystem(self.model, ROLES, cfg.lora, self.sampling.steps, self.sampling.shift, self.device)
+        sur_roles = ImplicitSurrogate.roles if cfg.surrogate == "implicit" else ExplicitSurrogate.roles
+        lora = {"generator": cfg.lora, "fake": cfg.lora}
+        lora.update({role: cfg.lora_surrogate or cfg.lora for role in sur_roles})
+        self.system = FewStepSystem(self.model, list(lora), lora, self.sampling.steps, self.sampling.shift, self.device)
         self.roles = self.system.roles
         self.roles.load_adapter_state("generator", adapter)
+        self.surrogate = _make_surrogate(self.system, self.model, cfg)
         self.world = get_world(cfg.world)
         self.reward = make_reward(cfg.reward, self.world)
         self.pool = self.world.training_prompts()
         self.rng = np.random.default_rng(cfg.seed)
+        self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        self.replay: deque[Rollout] = deque(maxlen=max(cfg.surrogate_replay, 1))
 
-        def adamw(role: str, lr: float, betas: tuple[float, float]) -> torch.optim.Optimizer:
-            return torch.optim.AdamW(self.roles.parameters(role), lr=lr, betas=betas, weight_decay=cfg.weight_decay)
+        def adamw(params, lr: float, betas: tuple[float, float]) -> torch.optim.Optimizer:
+            return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=cfg.weight_decay)
 
+        lr_sur = cfg.lr_surrogate if cfg.surrogate == "implicit" else cfg.lr_head
         self.opt = {
-            "fake": adamw("fake", cfg.lr_fake, cfg.betas_fake),
-            "surrogate": adamw("surrogate", cfg.lr_surrogate, cfg.betas_surrogate),
-            "generator": adamw("generator", cfg.lr_generator, cfg.betas_generator),
+            "fake": adamw(self.roles.parameters("fake"), cfg.lr_fake, cfg.betas_fake),
+            "surrogate": adamw(self.surrogate.parameters(), lr_sur, cfg.betas_surrogate),
+            "generator": adamw(self.roles.parameters("generator"), cfg.lr_generator, cfg.betas_generator),
         }
         self.gen_ema = TensorEMA(self.roles.parameters("generator"), cfg.ema_decay)
-        self.ref_role = "base" if cfg.reference == "base" else "surrogate_old"
         self.step = 0
         self.uncond_1 = self.system.encode([""])
         self.val_suite = self.world.subsample_suite(self.world.benchmark_suite(), cfg.val_prompts_per_tag)
@@ -90,7 +136,9 @@ class TDMR1Trainer:
 
     # ---- state ---------------------------------------------------------------------------------
     def _state_parts(self) -> tuple[dict[str, Any], dict[str, torch.optim.Optimizer]]:
-        return {"denoiser": self.model.denoiser, "gen_ema": self.gen_ema}, self.opt
+        modules = {"denoiser": self.model.denoiser, "gen_ema": self.gen_ema, **self.surrogate.state_modules()}
+        modules |= {"torch_gen": _GeneratorState(self.gen), "replay": _ReplayState(self.replay)}
+        return modules, self.opt
 
     def save(self) -> None:
         modules, opts = self._state_parts()
@@ -119,7 +167,7 @@ class TDMR1Trainer:
         prompts = [md["prompt"] for md in metadata]
         group = torch.arange(cfg.prompts_per_iteration, device=self.device).repeat_interleave(cfg.group_size)
         cond = self.system.encode(prompts)
-        traj = self.system.rollout(cond, self.system.randn(len(prompts)))
+        traj = self.system.rollout(cond, self.system.randn(len(prompts), generator=self.gen))
         out = call_reward(self.reward, to_uint8(traj.final), prompts, metadata, cfg.reward_timeout_s)
         rewards = torch.from_numpy(out.scores).float().to(self.device)
         adv = group_advantages(rewards, group, cfg.adv_eps, cfg.adv_clip)
@@ -128,25 +176,26 @@ class TDMR1Trainer:
 
     def minibatches(self, ro: Rollout):
         """Index sets of whole groups, ``minibatch_groups`` groups each, in a random order."""
-        cfg = self.cfg
-        order = torch.randperm(cfg.prompts_per_iteration, device=self.device)
-        for start in range(0, cfg.prompts_per_iteration, cfg.minibatch_groups):
-            groups = order[start : start + cfg.minibatch_groups]
-            yield torch.cat([torch.nonzero(ro.group == g).flatten() for g in groups])
+        n_prompts, size = len(torch.unique(ro.group)), self.cfg.minibatch_groups
+        order = torch.randperm(n_prompts, generator=self.gen, device=self.device)
+        for start in range(0, n_prompts, size):
+            yield torch.cat([torch.nonzero(ro.group == g).flatten() for g in order[start : start + size]])
 
     def _text(self, ro: Rollout, idx: torch.Tensor):
         cond = (ro.cond[0][idx], ro.cond[1][idx])
         uncond = (self.uncond_1[0].expand(len(idx), -1, -1), self.uncond_1[1].expand(len(idx), -1))
         return cond, uncond
 
-    def _per_group(self, values: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
-        """Broadcast one value per group (rows of ``values``, in group-id order) to the group's samples."""
-        _, inverse = torch.unique(group, return_inverse=True)
-        return values[inverse]
-
-    def _train_steps(self) -> torch.Tensor:
+    def _train_steps(self) -> list[int]:
         k = self.sampling.steps
-        return torch.randperm(k)[: min(self.cfg.train_steps_per_iteration, k)].tolist()
+        return torch.randperm(k, generator=self.gen)[: min(self.cfg.train_steps_per_iteration, k)].tolist()
+
+    def _n_minibatches(self) -> int:
+        return -(-self.cfg.prompts_per_iteration // self.cfg.minibatch_groups)
+
+    def _n_micro(self) -> int:
+        """Micro-steps of the fake and generator updates: minibatches x trained step indices."""
+        return self._n_minibatches() * min(self.cfg.train_steps_per_iteration, self.sampling.steps)
 
     # ---- the three updates ---------------------------------------------------------------------
     def update_fake(self, ro: Rollout) -> float:
@@ -155,138 +204,119 @@ class TDMR1Trainer:
         for idx in self.minibatches(ro):
             cond, _ = self._text(ro, idx)
             for j in self._train_steps():
-                js = torch.full((len(idx),), int(j), device=self.device)
+                js = torch.full((len(idx),), j, device=self.device)
                 with torch.no_grad():
                     x0_hat, x_next = sys_.generator_step(ro.states[j, idx], js, cond)
                 s_next = sys_.sigmas[js + 1]
                 s_upper = sys_.sigmas[js] if cfg.interval == "separate" else torch.ones_like(s_next)
-                loss = fake_update(sys_, x_next, x0_hat, s_next, s_upper, cond, cfg.fake_base_weight)
+                loss = fake_update(sys_, x_next, x0_hat, s_next, s_upper, cond, cfg.fake_base_weight, self.gen)
                 (loss / self._n_micro()).backward()
                 total, count = total + loss.item(), count + 1
         return total / max(count, 1)
 
     def update_surrogate(self, ro: Rollout) -> dict[str, float]:
+        """Gradients of one surrogate step on ``ro``: ``surrogate_draws`` group-shared (state, level, noise)
+        draws per minibatch."""
         cfg, sys_, k_max = self.cfg, self.system, self.sampling.steps
-        stats: dict[str, float] = {"loss_sur": 0.0, "clip_frac": 0.0}
-        count = 0
-        margin_sum = torch.zeros_like(ro.adv)  # held-out check: this batch is new to the surrogate
+        n_micro = self._n_minibatches() * cfg.surrogate_draws
+        stats = {"loss_sur": 0.0, "clip_frac": 0.0}
         for idx in self.minibatches(ro):
             cond, _ = self._text(ro, idx)
-            group, adv = ro.group[idx], ro.adv[idx]
-            n_groups = len(torch.unique(group))
-            for _ in range(cfg.train_steps_per_iteration):
-                probs = torch.arange(1, k_max + 1, dtype=torch.float, device=self.device)
-                k_g = torch.multinomial(probs / probs.sum(), n_groups, replacement=True) + 1  # P(k) ~ k
-                k = self._per_group(k_g, group)
-                s_k = sys_.sigmas[k]
-                low_g = torch.clamp(sys_.sigmas[k_g], min=cfg.t_min_surrogate)
-                tau = self._per_group(sys_.sample_levels(low_g), group)
-                xi = self._per_group(sys_.randn(n_groups), group)
-                x_k = ro.states[k, idx]
-                x_tau, v_star = surrogate_target(x_k, s_k, xi, tau)
-                v_sur = sys_.velocity("surrogate", x_tau, tau, cond)
-                with torch.no_grad():
-                    v_base = sys_.velocity("base", x_tau, tau, cond)
-                    v_old = sys_.velocity("surrogate_old", x_tau, tau, cond)
-                    v_ref = v_base if self.ref_role == "base" else v_old
-                d = per_sample_mean((v_star - v_sur).pow(2))
-                d_ref = per_sample_mean((v_star - v_ref).pow(2))
-                margin_sum[idx] += (d_ref - d).detach()
-                loss, info = surrogate_loss(
-                    d,
-                    d_ref,
-                    adv,
+            group = ro.group[idx]
+            for _ in range(cfg.surrogate_draws):
+                k, tau = draw_surrogate_points(
+                    sys_.sigmas,
+                    sys_.shift,
                     group,
-                    cfg.beta,
-                    step_weight=k.float() / k_max,
-                    d_old=per_sample_mean((v_star - v_old).pow(2)),
-                    ppo_clip=cfg.ppo_clip,
-                    anchor=per_sample_mean((v_sur - v_base).pow(2)),
-                    d_base=per_sample_mean((v_star - v_base).pow(2)),
-                    anchor_limit=cfg.anchor_limit,
-                    anchor_weight=cfg.anchor_weight,
+                    self.gen,
+                    cfg.t_min_surrogate,
+                    cfg.t_max_surrogate,
+                    cfg.tau_margin,
+                    cfg.surrogate_clean_share,
                 )
-                (loss / self._n_micro()).backward()
-                stats["loss_sur"] += loss.item()
-                stats["clip_frac"] += info["clip_frac"]
-                count += 1
-        out = {k: v / max(count, 1) for k, v in stats.items()}
-        out["sur_corr"] = pearson(ro.adv, margin_sum, ro.group) if count else float("nan")  # margins summed over draws
-        return out
+                xi = group_noise(tuple(ro.states.shape[2:]), group, self.gen, self.device)
+                x_k, weight = ro.states[k, idx], k.float() / k_max
+                loss, info = self.surrogate.loss(x_k, sys_.sigmas[k], xi, tau, cond, ro.adv[idx], group, weight)
+                (loss / n_micro).backward()
+                stats["loss_sur"] += loss.item() / n_micro
+                stats["clip_frac"] += info["clip_frac"] / n_micro
+        return stats
 
     def update_generator(self, ro: Rollout) -> dict[str, float]:
         cfg, sys_ = self.cfg, self.system
         sums: dict[str, float] = {}
-        count = 0
         for idx in self.minibatches(ro):
             cond, uncond = self._text(ro, idx)
             group = ro.group[idx]
-            n_groups = len(torch.unique(group))
             for j in self._train_steps():
-                js = torch.full((len(idx),), int(j), device=self.device)
+                js = torch.full((len(idx),), j, device=self.device)
                 x0_hat, x_next = sys_.generator_step(ro.states[j, idx], js, cond)
                 s_next = sys_.sigmas[js + 1]
                 with torch.no_grad():
                     x_n = x_next.detach()
-                    tau = sys_.sample_levels(s_next)
-                    x_tau = sys_.diffuse(x_n, s_next, tau, torch.randn_like(x_n))
+                    tau = draw_levels(s_next, sys_.shift, self.gen)
+                    x_tau = sys_.diffuse(x_n, s_next, tau, torch.randn(x_n.shape, generator=self.gen))
                     x0_base_c, x0_base_u = sys_.x0_cond_uncond("base", x_tau, tau, cond, uncond)
                     x0_fake = sys_.x0("fake", x_tau, tau, cond)
-                    low_r = torch.clamp(sys_.sigmas[int(j) + 1], min=cfg.t_min_reward).expand(n_groups)
-                    tau_r = self._per_group(sys_.sample_levels(low_r.clone()), group)
-                    xi_r = self._per_group(sys_.randn(n_groups), group)
-                    x_tau_r = sys_.diffuse(x_n, s_next, tau_r, xi_r)
-                    if cfg.surrogate_cfg == 1.0:
-                        x0_sur_cfg = sys_.x0("surrogate", x_tau_r, tau_r, cond)
-                    else:
-                        x0_sur_c, x0_sur_u = sys_.x0_cond_uncond("surrogate", x_tau_r, tau_r, cond, uncond)
-                        x0_sur_cfg = x0_sur_u + cfg.surrogate_cfg * (x0_sur_c - x0_sur_u)
-                    x0_ref = sys_.x0(self.ref_role, x_tau_r, tau_r, cond)
-                mask = torch.full((len(idx),), float(int(j) < cfg.trunc_steps), device=self.device)
+                x_tau_r, tau_r = reward_point(x_n, s_next, group, sys_.shift, cfg.t_min_reward, self.gen)
+                reward_dir, reward_norm = self.surrogate.reward_direction(x0_hat, x_tau_r, tau_r, cond, uncond)
                 loss, info = generator_rl_loss(
                     x0_hat,
-                    x0_base_c,
-                    x0_base_u,
-                    x0_fake,
-                    x0_sur_cfg,
-                    x0_ref,
-                    cfg.cfg,
-                    mask,
-                    cfg.w_kl,
-                    cfg.w_cfg,
-                    cfg.w_reward,
-                    cfg.huber_c,
+                    x0_base_cond=x0_base_c,
+                    x0_base_uncond=x0_base_u,
+                    x0_fake=x0_fake,
+                    reward_dir=reward_dir,
+                    reward_norm=reward_norm,
+                    reward_mask=torch.full((len(idx),), float(j < cfg.trunc_steps), device=self.device),
+                    guidance_scale=cfg.cfg,
+                    w_kl=cfg.w_kl,
+                    w_cfg=cfg.w_cfg,
+                    w_reward=cfg.w_reward,
+                    huber_c=cfg.huber_c,
                 )
                 (loss / self._n_micro()).backward()
                 for key, v in {"loss_gen": loss.item(), **info}.items():
-                    sums[key] = sums.get(key, 0.0) + v
-                count += 1
-        return {k: v / max(count, 1) for k, v in sums.items()}
+                    sums[key] = sums.get(key, 0.0) + v / self._n_micro()
+        return sums
 
     def train_surrogate(self, ro: Rollout) -> dict[str, float]:
-        """The surrogate's share of an iteration: its update, optimizer step and the lagging EMA copy."""
+        """The surrogate's share of an iteration: ``surrogate_steps`` optimizer steps, the first on the fresh
+        batch ``ro``, the others on rollouts drawn from the replay buffer of recent iterations."""
         cfg = self.cfg
-        stats = self.update_surrogate(ro)
-        stats["grad_sur"] = self._step("surrogate")
-        decay = min(cfg.surrogate_ema_max, cfg.surrogate_ema_start + cfg.surrogate_ema_rate * self.step)
-        self.roles.lerp_into("surrogate", "surrogate_old", decay)
+        stats: dict[str, float] = {}
+        for i in range(cfg.surrogate_steps):
+            if i == 0 or not cfg.surrogate_replay or not self.replay:
+                batch = ro
+            else:
+                batch = self.replay[int(torch.randint(len(self.replay), (1,), generator=self.gen))]
+            step_stats = self.update_surrogate(batch)
+            step_stats["grad_sur"] = self._step("surrogate")
+            self.surrogate.after_step(self.step)
+            for key, v in step_stats.items():
+                stats[key] = stats.get(key, 0.0) + v / cfg.surrogate_steps
+        if cfg.surrogate_replay:
+            self.replay.append(ro)
         return stats
 
-    def surrogate_rank(self, ro: Rollout) -> float:
-        """Within-prompt correlation of ``ro``'s advantages with the surrogate's clean-state margin, averaged
-        over ``sur_rank_draws`` draws from a generator of its own (training randomness is unchanged)."""
+    def surrogate_rank(self, ro: Rollout) -> dict[str, float]:
+        """Within-prompt correlation of ``ro``'s advantages with the surrogate's reward of the clean images
+        (``sur_rank``: tau in [t_min_surrogate, t_max_surrogate], ``sur_rank_draws`` draws), and the same in
+        each band of ``sur_rank_bands`` (half the draws each). Its own random generator: training is unchanged."""
         cfg = self.cfg
         gen = torch.Generator(device=self.device).manual_seed(cfg.seed * 1_000_003 + self.step)
-        margin = clean_margin(
-            self.system, ro.states[-1], ro.cond, ro.group, self.ref_role, cfg.t_min_surrogate, cfg.sur_rank_draws, gen
-        )
-        return pearson(ro.adv, margin, ro.group)
+        clean, cond, group = ro.states[-1], ro.cond, ro.group
 
-    def _n_micro(self) -> int:
-        return (self.cfg.prompts_per_iteration // self.cfg.minibatch_groups) * self.cfg.train_steps_per_iteration
+        def rank(t_min: float, t_max: float, draws: int) -> float:
+            return pearson(ro.adv, clean_margin(self.surrogate, clean, cond, group, t_min, t_max, draws, gen), group)
+
+        out = {"sur_rank": rank(cfg.t_min_surrogate, cfg.t_max_surrogate, cfg.sur_rank_draws)}
+        bands = cfg.sur_rank_bands
+        for lo, hi in zip(bands, bands[1:], strict=False):
+            out[f"sur_rank_tau_{lo:.2f}_{hi:.2f}"] = rank(lo, hi, max(cfg.sur_rank_draws // 2, 1))
+        return out
 
     def _step(self, role: str) -> float:
-        params = self.roles.parameters(role)
+        params = [p for g in self.opt[role].param_groups for p in g["params"]]
         norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
         self.opt[role].step()
         self.opt[role].zero_grad(set_to_none=True)
@@ -299,7 +329,7 @@ class TDMR1Trainer:
         ro = self.rollout()
         stats: dict[str, float] = {"reward": ro.rewards.mean().item(), "correct": ro.correct}
         if self.cfg.sur_rank_every and (self.step + 1) % self.cfg.sur_rank_every == 0:
-            stats["sur_rank"] = self.surrogate_rank(ro)  # before the surrogate sees this batch
+            stats.update(self.surrogate_rank(ro))  # before the surrogate sees this batch
         stats["loss_fake"] = self.update_fake(ro)
         stats["grad_fake"] = self._step("fake")
         stats.update(self.train_surrogate(ro))

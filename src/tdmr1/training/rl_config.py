@@ -1,4 +1,4 @@
-"""TDM-R1 configuration: every hyperparameter of METHOD.md sec. 4, with the authors' values as defaults
+"""TDM-R1 configuration: every hyperparameter of docs/METHOD.md sec. 4, with the authors' values as defaults
 where they apply (GenEval column for the shapes world)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from tdmr1.config import option
+from tdmr1.config import at_least, option, positive, within
 from tdmr1.errors import ConfigError
 from tdmr1.roles import LoraSettings
 
@@ -18,8 +18,15 @@ class RLConfig:
     world: str = option("shapes", "embedded world: prompts, reward, validation benchmark")
     init: str = option("checkpoints/shapes/tdm4", "few-step student to start from (exported by `distill`)")
     teacher: str | None = option(None, "base/teacher checkpoint (default: the one recorded in the student)")
-    reward: str | None = option(None, "reward name (default: the world's own checker / OCR reward)")
+    reward: str | dict | None = option(
+        None,
+        "reward: a name (shapes, ocr, likes, module:attr), http://host:port (tdmr1 serve-reward), or a mapping "
+        "{reward: weight or options} (weighted sum, each part logged); default: the world's own reward",
+    )
     lora: LoraSettings = option(factory=LoraSettings, doc="adapter shape of generator, fake, surrogate")
+    lora_surrogate: LoraSettings | None = option(
+        None, "the surrogate roles' own adapter shape (null = `lora`; the authors adapt attention only)"
+    )
     # --- batch arithmetic -------------------------------------------------------------------------
     iterations: int = option(300, "RL iterations (one optimizer step per role each)")
     prompts_per_iteration: int = option(8, "m: prompt groups per iteration")
@@ -30,8 +37,28 @@ class RLConfig:
     adv_eps: float = option(1e-4, "added to the batch std of rewards")
     adv_clip: float = option(5.0, "advantages clipped to [-adv_clip, adv_clip]")
     # --- surrogate reward model -------------------------------------------------------------------
+    surrogate: Literal["implicit", "explicit"] = option(
+        "implicit",
+        "implicit: the paper's diffusion-model surrogate (reward d_ref - d); explicit: a labelled variant, a "
+        "reward head on the frozen base's features (reward_head.py), same loss, its input gradient as direction",
+    )
     beta: float = option(1.0, "Bradley-Terry temperature (GenEval 1, OCR 10)")
     t_min_surrogate: float = option(0.55, "lowest noise level for surrogate training (GenEval 550/1000)")
+    t_max_surrogate: float = option(1.0, "highest noise level for surrogate training (authors: 1)")
+    tau_margin: float = option(
+        0.02, "surrogate tau at least this far above the state's level, pre-shift (authors: 20/1000)"
+    )
+    surrogate_clean_share: float = option(
+        0.0, "share of surrogate draws put on the clean state k = K (authors' commented-out option: 0.5)"
+    )
+    surrogate_draws: int = option(2, "surrogate noise draws per image per surrogate step (authors: 2)")
+    surrogate_steps: int = option(1, "surrogate optimizer steps per iteration (the first on the fresh batch)")
+    surrogate_replay: int = option(
+        0, "earlier iterations' rollouts kept for the extra surrogate steps (0 = fresh batch only)"
+    )
+    head_width: int = option(64, "explicit surrogate: reward head width")
+    lr_head: float = option(1e-3, "explicit surrogate: reward head AdamW lr")
+    explicit_step: float = option(0.05, "explicit surrogate: per-sample RMS of the reward direction (x0 units)")
     reference: Literal["base", "ema"] = option("base", "reference of the implicit reward: frozen base (code) or EMA")
     ppo_clip: float = option(1e-3, "PPO-style clip against the lagging EMA surrogate")
     anchor_limit: float = option(0.05, "anchor: detach when mean||v_sur - v_base||^2 exceeds this on the right side")
@@ -66,6 +93,9 @@ class RLConfig:
     # --- run control --------------------------------------------------------------------------------
     reward_timeout_s: float = option(120.0, "a reward call slower than this is an error")
     skip_bad_reward_batches: bool = option(False, "skip a batch whose reward fails instead of stopping")
+    max_skipped_batches: int = option(
+        3, "with skip_bad_reward_batches: stop (RewardError) when more than this many batches fail in a row"
+    )
     seed: int = option(0, "seed")
     threads: int = option(0, "torch CPU threads (0 = default)")
     device: str = option("auto", "auto (CUDA when present), cpu or cuda[:i]")
@@ -76,11 +106,15 @@ class RLConfig:
         10, "every N iterations: how well the surrogate ranks the fresh batch before training on it (0 = off)"
     )
     sur_rank_draws: int = option(8, "noise draws averaged per image for sur_rank")
+    sur_rank_bands: tuple[float, ...] = option(
+        (0.3, 0.55, 0.75, 0.9, 1.0), "edges of the tau bands sur_rank is also broken down by (empty = off)"
+    )
     val_every: int = option(25, "ShapesEval on the validation slice every N iterations (0 = off)")
     val_prompts_per_tag: int = option(4, "validation slice: first N benchmark prompts per tag")
     val_images_per_prompt: int = option(2, "validation images per prompt")
 
     def validate(self) -> None:
+        self._validate_ranges()
         if self.prompts_per_iteration % self.minibatch_groups:
             raise ConfigError(
                 f"prompts_per_iteration ({self.prompts_per_iteration}) must be a multiple of "
@@ -91,3 +125,43 @@ class RLConfig:
         for key in ("t_min_surrogate", "t_min_reward"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ConfigError(f"{key} must be in [0, 1)")
+        if not self.t_min_surrogate < self.t_max_surrogate <= 1.0:
+            raise ConfigError("t_max_surrogate must be in (t_min_surrogate, 1]")
+        if not 0.0 <= self.surrogate_clean_share <= 1.0 or not 0.0 <= self.tau_margin < 1.0:
+            raise ConfigError("surrogate_clean_share must be in [0, 1] and tau_margin in [0, 1)")
+        for key in ("surrogate_draws", "surrogate_steps", "head_width"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1")
+        if self.surrogate_replay < 0:
+            raise ConfigError("surrogate_replay must be >= 0")
+        bands = self.sur_rank_bands
+        if bands and (len(bands) < 2 or any(b <= a for a, b in zip(bands, bands[1:], strict=False)) or bands[-1] > 1):
+            raise ConfigError("sur_rank_bands must be increasing level edges in [0, 1] (at least two)")
+
+    def _validate_ranges(self) -> None:
+        """Every numeric field in its range (before anything divides by one of them)."""
+        at_least(
+            self,
+            1,
+            "iterations prompts_per_iteration minibatch_groups train_steps_per_iteration checkpoint_every "
+            "sur_rank_draws val_prompts_per_tag val_images_per_prompt",
+        )
+        at_least(
+            self,
+            0,
+            "trunc_steps weight_decay fake_base_weight anchor_limit anchor_weight ppo_clip cfg surrogate_cfg "
+            "w_kl w_cfg w_reward surrogate_ema_rate seed threads log_every sur_rank_every val_every "
+            "max_skipped_batches",
+        )
+        positive(
+            self,
+            "adv_eps adv_clip beta lr_generator lr_fake lr_surrogate lr_head explicit_step grad_clip "
+            "reward_timeout_s huber_c max_minutes",
+        )
+        within(self, 0.0, 1.0, "ema_decay surrogate_ema_max surrogate_ema_start")
+        for key in ("betas_generator", "betas_fake", "betas_surrogate"):
+            if not all(0.0 <= b < 1.0 for b in getattr(self, key)):
+                raise ConfigError(f"{key} must be two numbers in [0, 1), got {list(getattr(self, key))}")
+        for key in ("lora", "lora_surrogate"):
+            if getattr(self, key) is not None:
+                positive(getattr(self, key), "alpha", prefix=f"{key}.")

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from tdmr1.errors import CheckpointError
+from tdmr1.errors import CheckpointError, DataError
 from tdmr1.utils.io import atomic_writer
+from tdmr1.utils.outputs import clean_orphan_tmp, ensure_writable_dir
 
 STATE_FILE = "state.pt"
 
@@ -79,3 +81,28 @@ def load_training_state(
 
 def has_training_state(run_dir: str | Path) -> bool:
     return (Path(run_dir) / STATE_FILE).is_file()
+
+
+def prepare_run_dir(run_dir: str | Path, resume: bool) -> bool:
+    """Make ``run_dir`` ready for a training run; returns whether there is a state to resume.
+
+    Called before any work: the folder must be creatable and writable (DataError otherwise); the
+    temporary files of checkpoint writes a kill interrupted are removed; ``resume=False`` on a folder
+    that already holds a run (``state.pt`` or ``metrics.jsonl``) is refused, so that a run never
+    overwrites another's state nor appends to its metrics; and the logs of a run killed before its
+    first checkpoint (metrics, TensorBoard events) are removed, since it restarts from iteration 0.
+    """
+    run_dir = ensure_writable_dir(run_dir, "run folder")
+    clean_orphan_tmp(run_dir)
+    has_state = has_training_state(run_dir)
+    metrics = run_dir / "metrics.jsonl"
+    if not resume and (has_state or metrics.is_file()):
+        raise DataError(
+            f"run folder {run_dir} already holds a run ({STATE_FILE if has_state else 'metrics.jsonl'}): "
+            "drop --no-resume to continue it, or choose another --out"
+        )
+    if not has_state:
+        metrics.unlink(missing_ok=True)
+        if (run_dir / "tb").is_dir():
+            shutil.rmtree(run_dir / "tb", ignore_errors=True)
+    return has_state

@@ -11,8 +11,10 @@ from safetensors.torch import load_file, save_file
 from tdmr1.config import to_dict
 from tdmr1.errors import CheckpointError
 from tdmr1.generate import SamplingConfig
+from tdmr1.models.checkpoints import checkpoint_reference, resolve_checkpoint
 from tdmr1.models.embedded import EmbeddedT2I
 from tdmr1.training.ema import TensorEMA
+from tdmr1.training.rng import global_rng_untouched
 from tdmr1.training.system import FewStepSystem
 from tdmr1.utils.io import atomic_writer
 
@@ -39,17 +41,18 @@ def export_student(
         if ema is not None:
             ema.swap()
     model: EmbeddedT2I = system.model
-    plain = EmbeddedT2I(
-        model.cfg,
-        model.tokenizer,
-        {
-            **{k: v for k, v in model.meta.items() if k not in ("sampling",)},
-            "sampling": to_dict(sampling),
-            "teacher": str(teacher),
-            "lora": to_dict(system.roles.lora),
-            **meta,
-        },
-    )
+    with global_rng_untouched():  # building the model draws init weights: never from the training's RNG
+        plain = EmbeddedT2I(
+            model.cfg,
+            model.tokenizer,
+            {
+                **{k: v for k, v in model.meta.items() if k not in ("sampling",)},
+                "sampling": to_dict(sampling),
+                "teacher": _teacher_reference(teacher, directory),
+                "lora": to_dict(system.roles.lora[role]),
+                **meta,
+            },
+        )
     plain.denoiser.load_state_dict(merged)
     plain.text_encoder.load_state_dict(model.text_encoder.state_dict())
     plain.save(directory)
@@ -58,14 +61,32 @@ def export_student(
     return directory
 
 
+def _teacher_reference(teacher: str | Path, directory: Path) -> str:
+    """The teacher as the student records it: relative to the student's folder where sensible."""
+    try:
+        return checkpoint_reference(resolve_checkpoint(teacher), directory)
+    except CheckpointError:  # not there (any more): keep what was given
+        return str(teacher)
+
+
 def load_student_adapter(directory: str | Path) -> tuple[dict, dict[str, Any]]:
-    """(adapter weights, model config) of an exported student; CheckpointError when it has none."""
-    directory = Path(directory)
+    """(adapter weights, model config) of an exported student; CheckpointError when it has none.
+
+    ``directory`` may be a shipped name (``checkpoints/shapes/tdm4``); the config's ``teacher`` comes back
+    as an absolute path, resolved against the student's folder (see ``resolve_checkpoint``).
+    """
+    directory = resolve_checkpoint(directory)
     path = directory / ADAPTER_FILE
     if not path.is_file():
         raise CheckpointError(f"{directory} has no {ADAPTER_FILE}: not an exported few-step student")
     try:
         config = json.loads((directory / "config.json").read_text())
-        return load_file(str(path)), config
+        adapter = load_file(str(path))
     except Exception as exc:  # noqa: BLE001 - any read failure is a corrupt checkpoint
         raise CheckpointError(f"{path}: unreadable adapter ({exc})") from None
+    if config.get("teacher"):
+        try:
+            config["teacher"] = str(resolve_checkpoint(config["teacher"], relative_to=directory))
+        except CheckpointError:  # loading it names the path; `--set teacher=...` overrides it
+            config["teacher"] = str(directory / config["teacher"])
+    return adapter, config

@@ -7,7 +7,7 @@ attribute carrying peft adapters works as the backbone (the embedded model, or a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -26,7 +26,7 @@ class FewStepSystem:
         self,
         model,
         roles: Sequence[str],
-        lora: LoraSettings,
+        lora: LoraSettings | Mapping[str, LoraSettings],
         steps: int = 4,
         shift: float = 3.0,
         device: torch.device | str = "cpu",
@@ -39,9 +39,9 @@ class FewStepSystem:
         self.sigmas = uniform_sigmas(steps, shift=shift).to(self.device)
         self.shift = shift
 
-    def randn(self, n: int) -> Tensor:
+    def randn(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Standard normal images [n, C, H, W] on the system's device."""
-        return torch.randn(n, *self.model.image_shape, device=self.device)
+        return torch.randn((n, *self.model.image_shape), generator=generator, device=self.device)
 
     @torch.no_grad()
     def encode(self, prompts: list[str]) -> Text:

@@ -1,12 +1,17 @@
-"""Atomic file writes: write to a temporary file in the same folder, then rename over the target."""
+"""Atomic file writes (write to a temporary file in the same folder, then rename over the target) and
+JSON-lines reading."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+#: A run folder's scalar log, one JSON object a line (written by ``training.progress.RunLogger``).
+METRICS_FILE = "metrics.jsonl"
 
 
 @contextlib.contextmanager
@@ -35,3 +40,11 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_writer(path) as tmp:
         tmp.write_bytes(data)
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The JSON objects of a JSON-lines file (blank lines skipped); [] when the file does not exist."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -9,14 +9,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from tdmr1.training.progress import read_metrics  # noqa: E402
-from tdmr1.utils.io import atomic_writer  # noqa: E402
+from tdmr1.utils.io import METRICS_FILE, atomic_writer, read_jsonl  # noqa: E402
 
 
 def plot_reward_curve(run_dir: str | Path, out_path: str | Path) -> Path | None:
     """Rollout reward (and validation overall, if logged) against iteration, with a second panel for the
     surrogate's ranking of fresh batches (``sur_rank``) when the run logged it; None if nothing logged."""
-    rows = read_metrics(run_dir)
+    rows = read_jsonl(Path(run_dir) / METRICS_FILE)
     train = [(r["step"], r["reward"]) for r in rows if "reward" in r]
     val = [(r["step"], r["val/overall"]) for r in rows if "val/overall" in r]
     rank = [(r["step"], r["sur_rank"]) for r in rows if "sur_rank" in r]

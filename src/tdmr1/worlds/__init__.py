@@ -1,4 +1,5 @@
-"""Registry of embedded worlds (``shapes``, ``glyphs``): ``get_world(name)`` returns a ``World`` (loaded lazily)."""
+"""Registry of embedded worlds (``shapes``, ``glyphs``, ``glyphs-hard``): ``get_world(name)`` returns a
+``World`` (loaded lazily)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,15 @@ def _glyphs() -> World:
 
 
 register_world("shapes", _shapes)
+
+
+def _glyphs_hard() -> World:
+    from tdmr1.worlds.glyphs.world import make_world
+
+    return make_world("hard")
+
+
 register_world("glyphs", _glyphs)
+register_world("glyphs-hard", _glyphs_hard)
 
 __all__ = ["Metric", "World", "get_world", "known_worlds", "register_world"]

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from tdmr1.errors import CheckpointError
 from tdmr1.rewards.base import Reward
 
 
@@ -66,6 +67,9 @@ class World:
             accuracy = mean score, exact match = overall). Empty: ``overall`` accuracy is the headline.
         rl_defaults: ``key=value`` RL config overrides that suit this world's reward (the authors'
             column for the task, e.g. OCR), applied by ``tdmr1 demo`` before the user's own.
+        spec: one line naming the world's contract and level (``GlyphsEval v2 standard (16 px, ...)``),
+            written into results beside the numbers; empty when the name says it all.
+        model_hint: how to make a model for this world, appended to model/world mismatch errors.
     """
 
     name: str
@@ -86,6 +90,8 @@ class World:
     quality: Callable[[np.ndarray], dict[str, float]] | None = None
     metrics: tuple[Metric, ...] = ()
     rl_defaults: tuple[str, ...] = ()
+    spec: str = ""
+    model_hint: str = ""
 
     @property
     def headline(self) -> tuple[str, str]:
@@ -97,3 +103,13 @@ class World:
         if self.quality is None:
             return []
         return list(self.quality(np.zeros((1, *self.image_size, 3), dtype=np.uint8)))
+
+    def check_image_size(self, size: tuple[int, int], source: str = "the model") -> None:
+        """CheckpointError (one line, with ``model_hint``) unless ``size`` = (height, width) is this world's."""
+        if tuple(size) != tuple(self.image_size):
+            (h, w), (wh, ww) = size, self.image_size
+            hint = f"; {self.model_hint}" if self.model_hint else ""
+            raise CheckpointError(
+                f"image shape mismatch: {source} makes {h}x{w} images but world {self.name!r} needs {wh}x{ww} "
+                f"(height x width){hint}"
+            )

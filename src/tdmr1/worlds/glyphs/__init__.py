@@ -1,10 +1,12 @@
-"""GlyphsEval: short words (3-4 letters A-Z) on 32 x 64 images, scored by a real OCR engine (rapidocr).
+"""GlyphsEval (spec v2): random words (4-8 letters A-Z, DejaVu Sans Bold 16 px; level ``hard``: 6-10
+letters, 14 px) on 32 x 128 signs, scored by a real OCR engine (rapidocr), with per-length metrics.
 
 Importing this package never imports rapidocr; the OCR reward loads it on first use.
 """
 
 from tdmr1.worlds.glyphs.captions import sample_training_batch, sample_training_words
-from tdmr1.worlds.glyphs.lexicon import benchmark_lexicon, draw_words, rl_lexicon, training_lexicon
+from tdmr1.worlds.glyphs.levels import HARD, LEVELS, STANDARD, Level, get_level, length_tag
+from tdmr1.worlds.glyphs.lexicon import benchmark_lexicon, draw_string, draw_words, held_out, rl_lexicon, training_words
 from tdmr1.worlds.glyphs.metric import exact, levenshtein, normalize_prediction, text_accuracy
 from tdmr1.worlds.glyphs.ocr import OcrReward, read_texts
 from tdmr1.worlds.glyphs.prompts import (
@@ -18,17 +20,25 @@ from tdmr1.worlds.glyphs.prompts import (
     training_prompts,
 )
 from tdmr1.worlds.glyphs.quality import gray_fraction
-from tdmr1.worlds.glyphs.render import render_text, render_texts
+from tdmr1.worlds.glyphs.render import render_text, render_texts, text_width
 from tdmr1.worlds.glyphs.world import make_world, render_oracle
 
 __all__ = [
+    "HARD",
+    "LEVELS",
+    "STANDARD",
     "TAGS",
+    "Level",
     "OcrReward",
     "benchmark_lexicon",
     "benchmark_suite",
+    "draw_string",
     "draw_words",
     "exact",
+    "get_level",
     "gray_fraction",
+    "held_out",
+    "length_tag",
     "levenshtein",
     "make_metadata",
     "make_prompt",
@@ -45,6 +55,7 @@ __all__ = [
     "sample_training_batch",
     "sample_training_words",
     "text_accuracy",
-    "training_lexicon",
+    "text_width",
     "training_prompts",
+    "training_words",
 ]

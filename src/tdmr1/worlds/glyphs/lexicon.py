@@ -1,15 +1,20 @@
-"""Seeded lexicons of 3- and 4-letter strings (A-Z): training, GlyphsEval benchmark and RL prompts.
+"""Seeded strings of GlyphsEval v2: the benchmark, the RL prompts and the teacher's pre-training stream.
 
-Each lexicon draws words with ``np.random.default_rng(seed)``, one word at a time: the length
-``rng.integers(3, 5)`` (3 or 4, uniform), then the letters ``rng.integers(0, 26, size=length)``
-(uniform over A-Z). A word already drawn, or one that belongs to an earlier lexicon, is rejected and
-the next draw is made, until the lexicon is full; words keep their draw order.
+A string is drawn with a ``numpy`` generator in this order: the length ``rng.integers(min_len,
+max_len + 1)`` (uniform over the level's lengths, 4-8 standard, 6-10 hard), then the letters
+``rng.integers(0, 26, size=length)`` (uniform over A-Z); a string wider than 120 px at the level's font
+size (``text_width``) is rejected and its letters are redrawn at the same length, so lengths stay
+uniform and no word is clipped (``draw_string``).
 
-| lexicon | seed | size | disjoint from |
+| set | seed | size | disjoint from |
 | --- | --- | --- | --- |
-| training (teacher captions) | 1 | 4,000 | - |
-| benchmark (GlyphsEval) | 2 | 200 | training |
-| RL training prompts | 3 | 2,000 | training, benchmark |
+| benchmark (GlyphsEval) | 2 | 200: 40 per length | - |
+| RL training prompts | 3 | 2,000 | benchmark |
+| teacher pre-training captions | 1 (own stream) | fresh strings, unlimited | benchmark, RL |
+
+The benchmark and RL lists keep their draw order; a duplicate, a banned string, or (benchmark) a string
+whose length already has its 40 words is skipped and the next one drawn. Pre-training never uses a
+fixed list: every batch draws fresh strings and rejects any benchmark or RL string (set membership).
 """
 
 from __future__ import annotations
@@ -20,53 +25,95 @@ from functools import cache
 
 import numpy as np
 
+from tdmr1.worlds.glyphs.levels import STANDARD, Level, get_level
+from tdmr1.worlds.glyphs.render import text_width
+
 LETTERS = string.ascii_uppercase
-MIN_LEN, MAX_LEN = 3, 4
 TRAIN_SEED, BENCH_SEED, RL_SEED = 1, 2, 3
-TRAIN_SIZE, BENCH_SIZE, RL_SIZE = 4_000, 200, 2_000
+BENCH_PER_LENGTH, RL_SIZE = 40, 2_000
 
 
-def draw_words(seed: int, n: int, exclude: Iterable[str] = ()) -> list[str]:
-    """``n`` distinct random words drawn with ``default_rng(seed)``, none of them in ``exclude``."""
+def fits(text: str, level: Level | str = STANDARD) -> bool:
+    """The width rule: ``text`` rendered at the level's font size is at most 120 px wide."""
+    lvl = get_level(level)
+    return text_width(text, lvl.font_size) <= lvl.max_width
+
+
+def draw_string(rng: np.random.Generator, level: Level | str = STANDARD) -> str:
+    """One random string of the level: length first, then letters, redrawn until it fits the width rule."""
+    lvl = get_level(level)
+    length = int(rng.integers(lvl.min_len, lvl.max_len + 1))
+    while True:
+        word = "".join(LETTERS[i] for i in rng.integers(0, len(LETTERS), size=length))
+        if fits(word, lvl):
+            return word
+
+
+def draw_words(
+    seed: int, n: int, level: Level | str = STANDARD, exclude: Iterable[str] = (), per_length: int | None = None
+) -> list[str]:
+    """``n`` distinct strings drawn with ``default_rng(seed)``, none in ``exclude``; with ``per_length``,
+    at most that many of each length (``n`` must then be ``per_length`` x the number of lengths)."""
+    lvl = get_level(level)
+    if per_length is not None and n != per_length * len(lvl.lengths):
+        raise ValueError(f"n={n} must be per_length x {len(lvl.lengths)} lengths")
     rng = np.random.default_rng(seed)
     banned = set(exclude)
     words: list[str] = []
     seen: set[str] = set()
+    count = dict.fromkeys(lvl.lengths, 0)
     while len(words) < n:
-        length = int(rng.integers(MIN_LEN, MAX_LEN + 1))
-        word = "".join(LETTERS[i] for i in rng.integers(0, len(LETTERS), size=length))
-        if word in seen or word in banned:
+        word = draw_string(rng, lvl)
+        if word in seen or word in banned or (per_length is not None and count[len(word)] >= per_length):
             continue
         seen.add(word)
+        count[len(word)] += 1
         words.append(word)
     return words
 
 
 @cache
-def _training() -> tuple[str, ...]:
-    return tuple(draw_words(TRAIN_SEED, TRAIN_SIZE))
+def _benchmark(level: Level) -> tuple[str, ...]:
+    return tuple(draw_words(BENCH_SEED, BENCH_PER_LENGTH * len(level.lengths), level, per_length=BENCH_PER_LENGTH))
 
 
 @cache
-def _benchmark() -> tuple[str, ...]:
-    return tuple(draw_words(BENCH_SEED, BENCH_SIZE, exclude=_training()))
+def _rl(level: Level) -> tuple[str, ...]:
+    return tuple(draw_words(RL_SEED, RL_SIZE, level, exclude=_benchmark(level)))
 
 
 @cache
-def _rl() -> tuple[str, ...]:
-    return tuple(draw_words(RL_SEED, RL_SIZE, exclude=_training() + _benchmark()))
+def held_out(level: Level | str = STANDARD) -> frozenset[str]:
+    """Every benchmark and RL string of the level: never a pre-training caption."""
+    lvl = get_level(level)
+    return frozenset(_benchmark(lvl) + _rl(lvl))
 
 
-def training_lexicon() -> list[str]:
-    """The teacher's 4,000 training words (seed 1)."""
-    return list(_training())
+def benchmark_lexicon(level: Level | str = STANDARD) -> list[str]:
+    """GlyphsEval's 200 words (seed 2), 40 of each length, in draw order."""
+    return list(_benchmark(get_level(level)))
 
 
-def benchmark_lexicon() -> list[str]:
-    """GlyphsEval's 200 words (seed 2), none of them a training word."""
-    return list(_benchmark())
+def rl_lexicon(level: Level | str = STANDARD) -> list[str]:
+    """The 2,000 RL prompt words (seed 3), disjoint from the benchmark."""
+    return list(_rl(get_level(level)))
 
 
-def rl_lexicon() -> list[str]:
-    """The 2,000 RL prompt words (seed 3), disjoint from the training and benchmark words."""
-    return list(_rl())
+def training_stream(rng: np.random.Generator) -> np.random.Generator:
+    """The pre-training strings' own generator for one batch: ``default_rng([1, k])`` with ``k`` one
+    63-bit draw from the run's generator (so runs are seeded and resumable, and the strings never share
+    a stream with the run's noise or caption dropout)."""
+    return np.random.default_rng([TRAIN_SEED, int(rng.integers(2**63))])
+
+
+def training_words(rng: np.random.Generator, n: int, level: Level | str = STANDARD) -> list[str]:
+    """``n`` fresh pre-training strings (repeats possible), never a benchmark or RL string."""
+    lvl = get_level(level)
+    banned = held_out(lvl)
+    stream = training_stream(rng)
+    words: list[str] = []
+    while len(words) < n:
+        word = draw_string(stream, lvl)
+        if word not in banned:
+            words.append(word)
+    return words

@@ -1,9 +1,11 @@
 """GlyphsEval prompts: the template, the target text of a prompt, the benchmark and RL splits, prompt files.
 
 Every prompt reads ``a sign that says "WORD"``; the target is the text between the first pair of double
-quotes. Metadata (one dict per prompt, like GenEval's) is ``{"prompt": ..., "tag": "text", "text": WORD}``
-with ``text`` in upper case A-Z. Prompts written by hand may quote lower-case letters (the target is
-upper-cased) but nothing else: no digits, spaces or punctuation, and not an empty string.
+quotes. Metadata (one dict per prompt, like GenEval's) is ``{"prompt": ..., "tag": "5_letters", "text":
+WORD}`` with ``text`` in upper case A-Z and the tag naming its length, so every per-tag table (``tdmr1
+score``, ``eval``, ``compare``, the demo report) is GlyphsEval's per-length breakdown. Prompts written by
+hand may quote lower-case letters (the target is upper-cased) but nothing else: no digits, spaces or
+punctuation, and not an empty string; their tag is filled in from the text.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import numpy as np
 
 from tdmr1.errors import DataError
 from tdmr1.geneval_layout import read_prompt_file as _read_geneval_file
+from tdmr1.worlds.base import first_per_tag
+from tdmr1.worlds.glyphs.levels import STANDARD, Level, get_level, length_tag
 from tdmr1.worlds.glyphs.lexicon import LETTERS, RL_SEED, benchmark_lexicon, rl_lexicon
 
-#: The benchmark's single tag.
-TAG = "text"
-TAGS: tuple[str, ...] = (TAG,)
+#: The standard level's tags, one per word length (``4_letters`` ... ``8_letters``).
+TAGS: tuple[str, ...] = STANDARD.tags
 #: Benchmark: images per prompt.
 BENCH_IMAGES_PER_PROMPT = 4
 #: Prompt template.
@@ -34,8 +37,8 @@ def make_prompt(text: str) -> str:
 
 
 def make_metadata(text: str) -> dict[str, Any]:
-    """Metadata of the template prompt for ``text`` (upper-case A-Z)."""
-    return {"prompt": make_prompt(text), "tag": TAG, "text": text}
+    """Metadata of the template prompt for ``text`` (upper-case A-Z); the tag is its length."""
+    return {"prompt": make_prompt(text), "tag": length_tag(len(text)), "text": text}
 
 
 def parse_target(prompt: str) -> str:
@@ -62,25 +65,27 @@ def normalize_text(text: Any) -> str:
 
 
 def resolve_metadata(md: Mapping[str, Any]) -> dict[str, Any]:
-    """Validated glyphs metadata: ``tag`` set to ``text`` and ``text`` filled from the prompt when absent.
+    """Validated glyphs metadata: ``text`` filled from the prompt when absent, ``tag`` set to its length.
 
-    DataError when ``md`` is not an object, has no string ``prompt``, has another tag, when neither
-    ``text`` nor the prompt's quotes give a valid target, or when ``text`` contradicts the quotes.
+    DataError when ``md`` is not an object, has no string ``prompt``, when neither ``text`` nor the
+    prompt's quotes give a valid target, when ``text`` contradicts the quotes, or when a given ``tag`` is
+    not the text's length tag.
     """
     if not isinstance(md, Mapping):
         raise DataError(f"metadata must be a JSON object, got {type(md).__name__}")
     prompt = md.get("prompt")
     if not isinstance(prompt, str):
         raise DataError(f"metadata needs a string 'prompt', got {prompt!r}")
-    if "tag" in md and md["tag"] != TAG:
-        raise DataError(f"unknown tag {md['tag']!r} (known: {TAG})")
     if "text" in md:
         text = normalize_text(md["text"])
         if prompt.count('"') >= 2 and parse_target(prompt).upper() != text:
             raise DataError(f"metadata text {md['text']!r} differs from the quoted text of prompt {prompt!r}")
     else:
         text = normalize_text(parse_target(prompt))
-    return {**md, "tag": TAG, "text": text}
+    tag = length_tag(len(text))
+    if "tag" in md and md["tag"] != tag:
+        raise DataError(f"tag {md['tag']!r} does not match the {len(text)}-letter text {text!r} (expected {tag!r})")
+    return {**md, "tag": tag, "text": text}
 
 
 def target_text(prompt: str, metadata: Mapping[str, Any] | None = None) -> str:
@@ -90,19 +95,19 @@ def target_text(prompt: str, metadata: Mapping[str, Any] | None = None) -> str:
     return normalize_text(parse_target(prompt))
 
 
-def benchmark_suite() -> list[dict[str, Any]]:
-    """GlyphsEval: the 200 benchmark words (seed 2) as metadata, in lexicon order (4 images each)."""
-    return [make_metadata(w) for w in benchmark_lexicon()]
+def benchmark_suite(level: Level | str = STANDARD) -> list[dict[str, Any]]:
+    """GlyphsEval: the 200 benchmark words (seed 2, 40 per length) as metadata, in lexicon order."""
+    return [make_metadata(w) for w in benchmark_lexicon(level)]
 
 
-def training_prompts(seed: int = RL_SEED, n: int | None = None) -> list[dict[str, Any]]:
-    """RL prompts over the 2,000 RL words (seed 3, disjoint from the training and benchmark words).
+def training_prompts(seed: int = RL_SEED, n: int | None = None, level: Level | str = STANDARD) -> list[dict[str, Any]]:
+    """RL prompts over the level's 2,000 RL words (seed 3, disjoint from the benchmark words).
 
     ``n=None``: every RL word once, shuffled by ``np.random.default_rng(seed)``. Otherwise ``n``
     prompts drawn uniformly with replacement by the same generator. The word pool never depends on
     ``seed``; only the order and the draws do.
     """
-    pool = rl_lexicon()
+    pool = rl_lexicon(level)
     rng = np.random.default_rng(seed)
     if n is None:
         return [make_metadata(pool[i]) for i in rng.permutation(len(pool))]
@@ -111,9 +116,13 @@ def training_prompts(seed: int = RL_SEED, n: int | None = None) -> list[dict[str
     return [make_metadata(pool[i]) for i in rng.integers(len(pool), size=n)]
 
 
-def grid_prompts() -> list[str]:
-    """Eight fixed preview prompts: the first eight benchmark prompts."""
-    return [md["prompt"] for md in benchmark_suite()[:8]]
+def grid_prompts(level: Level | str = STANDARD) -> list[str]:
+    """Eight fixed preview prompts, shortest word first: the first benchmark prompt of each length, plus
+    the second one of the three longest lengths (standard: 4, 5, 6, 6, 7, 7, 8, 8 letters)."""
+    suite = benchmark_suite(get_level(level))
+    firsts = first_per_tag(suite, 1)
+    seconds = sorted((md for md in first_per_tag(suite, 2) if md not in firsts), key=lambda md: len(md["text"]))
+    return [md["prompt"] for md in sorted(firsts + seconds[-3:], key=lambda md: len(md["text"]))][:8]
 
 
 def read_prompt_file(path: str | Path) -> list[dict[str, Any]]:

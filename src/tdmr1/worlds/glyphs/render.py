@@ -1,9 +1,11 @@
-"""Word renderer: black DejaVu Sans Bold text (18 px) centred on a white 32 x 64 canvas, uint8 RGB.
+"""Word renderer (spec v2): black DejaVu Sans Bold text centred on a white 32 x 128 canvas, uint8 RGB.
 
-Centring uses the ink box PIL reports for the text (``ImageFont.getbbox`` at the default ``la``
-anchor): the text is drawn at ``x = (64 - ink_width) // 2 - left`` and ``y = (32 - ink_height) // 2 - top``
-(integer pixels, so renders are exact and deterministic). No rotation, no noise. Text wider than the
-canvas (a few 4-letter words with several W or M) is centred all the same and clipped at both sides.
+The font size is the level's (16 px standard, 14 px hard). Centring uses the ink box PIL reports for the
+text (``ImageFont.getbbox`` at the default ``la`` anchor): the text is drawn at
+``x = (128 - ink_width) // 2 - left`` and ``y = (32 - ink_height) // 2 - top`` (integer pixels, so
+renders are exact and deterministic). No rotation, no noise. The lexicons never hold a string wider than
+120 px (``text_width``, PIL ``FreeTypeFont.getlength``); hand-written prompts wider than the canvas are
+centred all the same and clipped at both sides.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 #: Canvas (height, width) in pixels.
-HEIGHT, WIDTH = 32, 64
-#: Font size in pixels.
-FONT_SIZE = 18
+HEIGHT, WIDTH = 32, 128
+#: Font size in pixels of the standard level.
+FONT_SIZE = 16
 #: Ink and paper values.
 INK, PAPER = 0, 255
 
@@ -36,6 +38,11 @@ def load_font(size: int = FONT_SIZE) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(font_path()), size)
 
 
+def text_width(text: str, size: int = FONT_SIZE) -> float:
+    """Rendered width of ``text`` in pixels (PIL ``FreeTypeFont.getlength``): the spec's width rule."""
+    return float(load_font(size).getlength(text))
+
+
 def text_origin(text: str, size: int = FONT_SIZE) -> tuple[int, int]:
     """Where ``draw.text`` must place ``text`` so that its ink box is centred on the canvas."""
     left, top, right, bottom = load_font(size).getbbox(text)
@@ -43,7 +50,7 @@ def text_origin(text: str, size: int = FONT_SIZE) -> tuple[int, int]:
 
 
 def render_text(text: str, size: int = FONT_SIZE) -> np.ndarray:
-    """``text`` rendered as uint8 [32, 64, 3] (three equal channels, ink 0 on paper 255)."""
+    """``text`` rendered as uint8 [32, 128, 3] (three equal channels, ink 0 on paper 255)."""
     canvas = Image.new("L", (WIDTH, HEIGHT), PAPER)
     ImageDraw.Draw(canvas).text(text_origin(text, size), text, font=load_font(size), fill=INK)
     gray = np.asarray(canvas, dtype=np.uint8)
@@ -51,7 +58,7 @@ def render_text(text: str, size: int = FONT_SIZE) -> np.ndarray:
 
 
 def render_texts(texts: Sequence[str], size: int = FONT_SIZE) -> np.ndarray:
-    """Several words rendered: uint8 [N, 32, 64, 3]."""
+    """Several words rendered: uint8 [N, 32, 128, 3]."""
     out = np.empty((len(texts), HEIGHT, WIDTH, 3), dtype=np.uint8)
     for k, text in enumerate(texts):
         out[k] = render_text(text, size)

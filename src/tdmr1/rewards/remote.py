@@ -1,0 +1,218 @@
+"""A reward served by another process or machine (``reward: http://host:port``), and its score cache.
+
+``RemoteReward`` sends batches of at most ``batch_size`` images, each request with a ``timeout_s``
+and at most ``retries`` retries after a dropped connection, a timeout, 429 or 502-504 (exponential
+backoff from ``backoff_s``). Any other failure, and a failure that outlives its retries, raises a
+one-line ``RewardError``: the trainer then stops at its last checkpoint (or skips the batch with
+``skip_bad_reward_batches``). A call returns every score or raises: never a partial reward.
+
+Scores are cached on disk (SQLite) keyed by (server, reward, image hash, prompt and metadata), so a
+restarted run does not pay again for images the server has already scored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import math
+import os
+import socket
+import sqlite3
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tdmr1.errors import RewardError
+from tdmr1.rewards.base import RewardOutput, validate_images
+from tdmr1.rewards.protocol import SCORE_PATH, encode_image, image_hash, metadata_key
+from tdmr1.rewards.server import TOKEN_ENV
+
+_RETRY_STATUS = {429, 502, 503, 504}
+
+
+def default_cache_path() -> Path:
+    """``$XDG_CACHE_HOME/tdmr1/reward_cache.sqlite`` (``~/.cache`` when unset)."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "tdmr1" / "reward_cache.sqlite"
+
+
+class ScoreCache:
+    """Scores (and per-image info) on disk, one SQLite row per (reward id, image, prompt + metadata)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        with self._connect() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, score REAL, info TEXT, time REAL)")
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=30)
+
+    @staticmethod
+    def key(reward_id: str, image: np.ndarray, prompt: str, metadata: dict[str, Any]) -> str:
+        text = f"{reward_id}\n{image_hash(image)}\n{metadata_key(prompt, metadata)}"
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def get(self, keys: list[str]) -> dict[str, tuple[float, dict[str, Any]]]:
+        found: dict[str, tuple[float, dict[str, Any]]] = {}
+        with self._lock, self._connect() as db:
+            for start in range(0, len(keys), 500):
+                part = keys[start : start + 500]
+                rows = db.execute(
+                    f"SELECT key, score, info FROM scores WHERE key IN ({','.join('?' * len(part))})", part
+                )
+                found.update({k: (float(s), json.loads(i)) for k, s, i in rows})
+        return found
+
+    def put(self, items: list[tuple[str, float, dict[str, Any]]]) -> None:
+        now = time.time()
+        with self._lock, self._connect() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?)",
+                [(k, float(s), json.dumps(i), now) for k, s, i in items],
+            )
+
+
+class RemoteReward:
+    """Client of a ``tdmr1 serve-reward`` server (or anything that speaks ``rewards.protocol``).
+
+    Args:
+        url: ``http://host:port``.
+        reward: reward name on the server (None: the server's default).
+        timeout_s: per-request timeout.
+        retries: retries of a request after a transient failure (so ``retries + 1`` tries at most).
+        backoff_s: wait before the first retry; doubles after each.
+        batch_size: images per request.
+        cache: a SQLite path, True (``cache_path`` or the user cache) or False (no cache).
+        token: access token (default: ``$TDMR1_REWARD_TOKEN``).
+        cache_path: where ``cache=True`` keeps scores (e.g. the run folder).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        reward: str | None = None,
+        timeout_s: float = 60.0,
+        retries: int = 3,
+        backoff_s: float = 0.5,
+        batch_size: int = 64,
+        cache: bool | str | Path = True,
+        token: str | None = None,
+        cache_path: str | Path | None = None,
+    ):
+        if not url.startswith(("http://", "https://")):
+            raise RewardError(f"remote reward url must start with http:// or https://, got {url!r}")
+        self.url = url.rstrip("/")
+        self.reward = reward
+        self.timeout_s, self.retries, self.backoff_s = float(timeout_s), int(retries), float(backoff_s)
+        self.batch_size = max(1, int(batch_size))
+        self.token = token if token is not None else os.environ.get(TOKEN_ENV)
+        self.name = f"{self.url}" + (f"#{reward}" if reward else "")
+        if cache is True:
+            cache = cache_path or default_cache_path()
+        self.cache = ScoreCache(cache) if cache else None
+        self.requests = 0  # HTTP requests sent (tests: a cache hit sends none)
+
+    # ---- HTTP ----------------------------------------------------------------------------------
+    def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
+        body = json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            request = urllib.request.Request(self.url + SCORE_PATH, data=body, headers=headers, method="POST")
+            self.requests += 1
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:
+                    raw = resp.read()
+            except urllib.error.HTTPError as exc:
+                reason = _reason(exc)
+                if exc.code in _RETRY_STATUS:
+                    last = f"HTTP {exc.code}: {reason}"
+                    continue
+                raise RewardError(f"reward server {self.url} answered {exc.code}: {reason}") from None
+            except TimeoutError:
+                last = f"no answer within {self.timeout_s:g} s"
+                continue
+            except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+                cause = getattr(exc, "reason", exc)
+                last = f"connection failed ({type(cause).__name__}: {cause})" if str(cause) else type(cause).__name__
+                if isinstance(cause, TimeoutError | socket.timeout):
+                    last = f"no answer within {self.timeout_s:g} s"
+                continue
+            try:
+                return json.loads(raw)  # NaN / Infinity literals parse, and are refused below
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise RewardError(f"reward server {self.url} answered with malformed JSON") from None
+        raise RewardError(f"reward server {self.url} failed after {self.retries + 1} tries: {last}")
+
+    def _score_remote(self, images: np.ndarray, prompts: list[str], metadata: list[dict[str, Any]]):
+        payload: dict[str, Any] = {
+            "prompts": list(prompts),
+            "images": [encode_image(img) for img in images],
+            "metadata": [dict(md) for md in metadata],
+        }
+        if self.reward:
+            payload["reward"] = self.reward
+        answer = self._post(payload)
+        scores = answer.get("scores") if isinstance(answer, dict) else None
+        n = len(images)
+        if not isinstance(scores, list) or len(scores) != n:
+            got = len(scores) if isinstance(scores, list) else type(scores).__name__
+            raise RewardError(f"reward server {self.url} returned {got} scores for {n} images")
+        for i, s in enumerate(scores):
+            if isinstance(s, bool) or not isinstance(s, int | float) or not math.isfinite(s):
+                raise RewardError(
+                    f"reward server {self.url} returned a non-finite score {s!r} for image {i} (prompt {prompts[i]!r})"
+                )
+        info_in = answer.get("info") or {}
+        info = {k: v for k, v in info_in.items() if isinstance(v, list) and len(v) == n}
+        per_image = [{k: v[i] for k, v in info.items()} for i in range(n)]
+        return np.asarray(scores, dtype=np.float32), per_image
+
+    # ---- the reward ----------------------------------------------------------------------------
+    def __call__(self, images: np.ndarray, prompts: list[str], metadata: list[dict[str, Any]]) -> RewardOutput:
+        validate_images(images)
+        n = len(images)
+        if len(prompts) != n or len(metadata) != n:
+            raise RewardError(f"got {n} images, {len(prompts)} prompts and {len(metadata)} metadata dicts")
+        scores = np.zeros(n, dtype=np.float32)
+        per_image: list[dict[str, Any]] = [{} for _ in range(n)]
+        todo = list(range(n))
+        keys: list[str] = []
+        if self.cache is not None:
+            rid = f"{self.url}#{self.reward or ''}"
+            keys = [ScoreCache.key(rid, images[i], prompts[i], metadata[i]) for i in range(n)]
+            hits = self.cache.get(keys)
+            for i in range(n):
+                if keys[i] in hits:
+                    scores[i], per_image[i] = hits[keys[i]]
+            todo = [i for i in range(n) if keys[i] not in hits]
+        for start in range(0, len(todo), self.batch_size):
+            idx = todo[start : start + self.batch_size]
+            s, inf = self._score_remote(images[idx], [prompts[i] for i in idx], [metadata[i] for i in idx])
+            for j, i in enumerate(idx):
+                scores[i], per_image[i] = s[j], inf[j]
+            if self.cache is not None:  # each answered batch is kept, even if a later one fails
+                self.cache.put([(keys[i], float(s[j]), inf[j]) for j, i in enumerate(idx)])
+        names = sorted({k for d in per_image for k in d})
+        info = {k: [d.get(k) for d in per_image] for k in names}
+        return RewardOutput(scores=scores, info=info)
+
+
+def _reason(exc: urllib.error.HTTPError) -> str:
+    try:
+        data = json.loads(exc.read() or b"{}")
+        return str(data.get("error") or data.get("detail") or exc.reason)
+    except Exception:  # noqa: BLE001 - any body: fall back to the status text
+        return str(exc.reason)
