@@ -18,34 +18,47 @@ import torch
 from tdmr1.config import load_config
 from tdmr1.training.pretrain import PretrainConfig, build_model
 
-#: name -> backbone overrides on top of configs/glyphs/pretrain.yaml (the first is the v1 layout, widened).
+#: name -> backbone overrides on top of configs/glyphs/pretrain.yaml (every varied field set explicitly).
+_PLAIN = ["backbone.cross_only_levels=[]", "backbone.coord_channels=false"]
 CANDIDATES: dict[str, list[str]] = {
     "3 levels, xattn 64+32 px wide (v1 layout)": [
         "backbone.block_out_channels=[32, 64, 128]",
         "backbone.cross_attention_levels=[false, true, true]",
+        *_PLAIN,
     ],
     "3 levels, xattn 32 px wide only": [
         "backbone.block_out_channels=[32, 64, 128]",
         "backbone.cross_attention_levels=[false, false, true]",
+        *_PLAIN,
     ],
     "3 levels, xattn 64+32, no self-attn at 64": [
         "backbone.block_out_channels=[32, 64, 128]",
         "backbone.cross_attention_levels=[false, true, true]",
         "backbone.cross_only_levels=[false, true, false]",
+        "backbone.coord_channels=false",
     ],
     "3 levels, xattn 64+32, coord channels": [
         "backbone.block_out_channels=[32, 64, 128]",
         "backbone.cross_attention_levels=[false, true, true]",
+        "backbone.cross_only_levels=[]",
+        "backbone.coord_channels=true",
+    ],
+    "3 levels, xattn 64+32, no self-attn at 64, coord channels (configs/glyphs/pretrain.yaml)": [
+        "backbone.block_out_channels=[32, 64, 128]",
+        "backbone.cross_attention_levels=[false, true, true]",
+        "backbone.cross_only_levels=[false, true, false]",
         "backbone.coord_channels=true",
     ],
     "4 levels, xattn 32+16": [
         "backbone.block_out_channels=[32, 64, 128, 128]",
         "backbone.cross_attention_levels=[false, false, true, true]",
+        *_PLAIN,
     ],
     "4 levels, xattn 64+32+16, no self-attn at 64": [
         "backbone.block_out_channels=[32, 64, 128, 128]",
         "backbone.cross_attention_levels=[false, true, true, true]",
         "backbone.cross_only_levels=[false, true, false, false]",
+        "backbone.coord_channels=false",
     ],
 }
 

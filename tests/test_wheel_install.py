@@ -46,7 +46,7 @@ def _ignore(folder: str, names: list[str]) -> set[str]:
     return skip
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 900) -> subprocess.CompletedProcess:
+def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: int = 2400) -> subprocess.CompletedProcess:
     res = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     command = " ".join(map(str, cmd))
     assert res.returncode == 0, f"{command} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"

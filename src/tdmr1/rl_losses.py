@@ -120,7 +120,7 @@ def generator_rl_loss(
     x0_base_uncond: Tensor,
     x0_fake: Tensor,
     reward_dir: Tensor,
-    reward_norm: Tensor,
+    reward_norm: Tensor | None,
     reward_mask: Tensor,
     guidance_scale: float,
     w_kl: float = 1.0,
@@ -131,8 +131,8 @@ def generator_rl_loss(
     """L = w_cfg * D(d_cfg) + w_reward * D(d_r) [only where reward_mask] + w_kl * D(d_kl) with
     D(d) = mean((x0_hat - sg(x0_hat + d))^2 / w): the reverse-KL (base - fake), CFG-as-reward and
     surrogate-reward directions; w = mean|x0_hat - x0_base_cfg|, ``reward_norm`` w_r per sample (the
-    paper's: mean|x0_hat - x0_sur_cfg| with d_r = x0_sur_cfg - x0_ref). Predictions of the frozen/other
-    roles must be computed without grad.
+    paper's: mean|x0_hat - x0_sur_cfg| with d_r = x0_sur_cfg - x0_ref; None: w_r = w, used by the explicit
+    variant whose d_r has a fixed size). Predictions of the frozen/other roles must be computed without grad.
     """
     d_kl = x0_base_cond - x0_fake
     d_cfg = (guidance_scale - 1.0) * (x0_base_cond - x0_base_uncond)
@@ -140,7 +140,8 @@ def generator_rl_loss(
     loss_kl = direction_loss(x0_hat, d_kl, w, huber_c)
     loss_cfg = direction_loss(x0_hat, d_cfg, w, huber_c)
     err = x0_hat - (x0_hat + reward_dir).detach()
-    per_r = per_sample_mean(err.pow(2)) / reward_norm.detach().clamp_min(1e-5)
+    w_r = w if reward_norm is None else reward_norm.detach().clamp_min(1e-5)
+    per_r = per_sample_mean(err.pow(2)) / w_r
     loss_r = (per_r * reward_mask.to(x0_hat.dtype)).mean()
     loss = w_kl * loss_kl + w_cfg * loss_cfg + w_reward * loss_r
     stats = {

@@ -80,7 +80,8 @@ class LikesStore:
         """(iteration, like rate, labels) per iteration of ``run``."""
         with self._lock, self._connect() as db:
             rows = db.execute(
-                "SELECT iteration, AVG(label), COUNT(*) FROM labels WHERE run = ? GROUP BY iteration ORDER BY iteration",
+                "SELECT iteration, AVG(label), COUNT(*) FROM labels WHERE run = ? "
+                "GROUP BY iteration ORDER BY iteration",
                 (run,),
             )
             return [(int(i), float(r), int(n)) for i, r, n in rows]

@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - the page is one HTML/JS document
 """The likes page: one self-contained HTML document (no external assets), served by ``create_likes_app``."""
 
 PAGE = """<!doctype html>

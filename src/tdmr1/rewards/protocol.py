@@ -66,7 +66,8 @@ def decode_image(text: str, index: int = 0) -> np.ndarray:
     except DataError:
         raise
     except Exception as exc:  # noqa: BLE001 - any decoding failure is the client's data
-        raise DataError(f"image {index}: not a base64 PNG ({type(exc).__name__})") from None
+        detail = (str(exc).splitlines() or [""])[0]
+        raise DataError(f"image {index}: not a base64 PNG ({type(exc).__name__}: {detail})") from None
 
 
 def jsonable(value: Any) -> Any:

@@ -24,19 +24,19 @@ from tdmr1.errors import RewardError
 from tdmr1.generate import SamplingConfig, generate_images, to_uint8
 from tdmr1.models.embedded import EmbeddedT2I
 from tdmr1.ranking import pearson
-from tdmr1.rewards.guard import call_reward
+from tdmr1.rewards.guard import SkipBudget, call_reward
 from tdmr1.rewards.registry import make_reward
 from tdmr1.rl_draws import draw_levels, draw_surrogate_points, group_noise
 from tdmr1.rl_losses import generator_rl_loss, group_advantages
-from tdmr1.training.tdm_losses import fake_update
 from tdmr1.training.ema import TensorEMA
 from tdmr1.training.progress import RunLogger
 from tdmr1.training.quick_eval import quick_eval
 from tdmr1.training.rl_config import RLConfig
-from tdmr1.training.state import has_training_state, load_training_state, save_training_state
+from tdmr1.training.state import has_training_state, load_training_state, prepare_run_dir, save_training_state
 from tdmr1.training.student import export_student, load_student_adapter
 from tdmr1.training.surrogates import ExplicitSurrogate, ImplicitSurrogate, Surrogate, clean_margin, reward_point
 from tdmr1.training.system import FewStepSystem
+from tdmr1.training.tdm_losses import fake_update
 from tdmr1.utils.grid import save_grid
 from tdmr1.utils.plots import plot_reward_curve
 from tdmr1.worlds import get_world
@@ -141,16 +141,14 @@ class TDMR1Trainer:
         return modules, self.opt
 
     def save(self) -> None:
+        self.export(self.out_dir / "model")  # first: the exported model never lags the state
         modules, opts = self._state_parts()
         save_training_state(self.out_dir, self.step, modules, opts, self.rng)
-        export_student(
-            self.system,
-            self.gen_ema,
-            self.out_dir / "model",
-            str(self.teacher_path),
-            self.sampling,
-            {"rl_iterations": self.step, "rl_reward": getattr(self.reward, "name", "reward")},
-        )
+
+    def export(self, directory: Path) -> None:
+        """The generator (EMA weights) as a sampling checkpoint."""
+        meta = {"rl_iterations": self.step, "rl_reward": getattr(self.reward, "name", "reward")}
+        export_student(self.system, self.gen_ema, directory, str(self.teacher_path), self.sampling, meta)
 
     def resume(self) -> bool:
         if not has_training_state(self.out_dir):
@@ -361,14 +359,15 @@ class TDMR1Trainer:
     # ---- the loop ------------------------------------------------------------------------------
     def run(self, resume: bool = True) -> Path:
         cfg = self.cfg
-        if not (resume and self.resume()):
+        has_state = prepare_run_dir(self.out_dir, resume)
+        if not (has_state and self.resume()):
             self.grid("before")
         (self.out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
         log = RunLogger(
             self.out_dir, total=cfg.iterations, start=self.step, desc=f"TDM-R1 {cfg.world}", quiet=self.quiet
         )
         t0 = time.time()
-        skipped = 0
+        skips = SkipBudget(cfg.max_skipped_batches)
         try:
             if self.step == 0 and cfg.val_every:
                 log.scalars(0, {f"val/{k}": v for k, v in self.validate().items()})
@@ -382,14 +381,17 @@ class TDMR1Trainer:
                     if not cfg.skip_bad_reward_batches:
                         log.info(f"stopping: {exc}; last checkpoint (iteration {self.step}) is intact")
                         raise
-                    skipped += 1
+                    skips.skip(exc)
                     log.info(f"skipped batch: {exc}")
                     continue
+                skips.ok()
                 if cfg.val_every and self.step % cfg.val_every == 0:
                     stats.update({f"val/{k}": v for k, v in self.validate().items()})
                 log.step(self.step, stats, every=cfg.log_every)
                 if self.step % cfg.checkpoint_every == 0:
                     self.save()
+                if cfg.snapshot_every and self.step % cfg.snapshot_every == 0:
+                    self.export(self.out_dir / "snapshots" / f"iter_{self.step:05d}")
             if cfg.val_every and self.step % cfg.val_every:
                 log.scalars(self.step, {f"val/{k}": v for k, v in self.validate().items()})
         finally:
@@ -398,7 +400,7 @@ class TDMR1Trainer:
         self.grid("after")
         plot_reward_curve(self.out_dir, self.out_dir / "reward_curve.png")
         log.info(
-            f"TDM-R1: {self.step} iterations in {time.time() - t0:.0f} s ({skipped} skipped batches); "
+            f"TDM-R1: {self.step} iterations in {time.time() - t0:.0f} s ({skips.total} skipped batches); "
             f"model at {self.out_dir / 'model'}"
         )
         return self.out_dir / "model"

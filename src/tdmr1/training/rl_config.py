@@ -101,6 +101,9 @@ class RLConfig:
     device: str = option("auto", "auto (CUDA when present), cpu or cuda[:i]")
     max_minutes: float | None = option(None, "stop (cleanly, with a checkpoint) after this wall time")
     log_every: int = option(1, "TensorBoard scalars every N iterations")
+    snapshot_every: int = option(
+        0, "also export the model to snapshots/iter_NNNNN every N iterations, for learning curves (0 = off)"
+    )
     checkpoint_every: int = option(10, "resumable state + exported model every N iterations")
     sur_rank_every: int = option(
         10, "every N iterations: how well the surrogate ranks the fresh batch before training on it (0 = off)"
@@ -151,7 +154,7 @@ class RLConfig:
             0,
             "trunc_steps weight_decay fake_base_weight anchor_limit anchor_weight ppo_clip cfg surrogate_cfg "
             "w_kl w_cfg w_reward surrogate_ema_rate seed threads log_every sur_rank_every val_every "
-            "max_skipped_batches",
+            "max_skipped_batches snapshot_every",
         )
         positive(
             self,

@@ -154,13 +154,13 @@ class ExplicitSurrogate:
 
     def reward_direction(
         self, x0_hat: Tensor, x_tau_r: Tensor, tau_r: Tensor, cond: Text, uncond: Text
-    ) -> tuple[Tensor, Tensor]:
-        """(d_r, w_r): the head's input gradient rescaled to RMS ``explicit_step``, w_r = mean|d_r|."""
+    ) -> tuple[Tensor, None]:
+        """(d_r, None): the head's input gradient rescaled to RMS ``explicit_step``, normalised like the KL
+        and CFG terms (so ``w_reward * explicit_step`` sets its strength)."""
         with torch.enable_grad():
             x = x_tau_r.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(self.reward(x, tau_r, cond).sum(), x)
-        d_r = explicit_reward_direction(grad, self.cfg.explicit_step)
-        return d_r, per_sample_mean(d_r.abs())
+        return explicit_reward_direction(grad, self.cfg.explicit_step), None
 
     def after_step(self, step: int) -> None:
         pass

@@ -1,5 +1,6 @@
-"""GlyphsEval (spec v2): random words (4-8 letters A-Z, DejaVu Sans Bold 16 px; level ``hard``: 6-10
-letters, 14 px) on 32 x 128 signs, scored by a real OCR engine (rapidocr), with per-length metrics.
+"""GlyphsEval (spec v2, ``docs/GLYPHS_SPEC.md``): random words (4-8 letters A-Z, DejaVu Sans Bold 16 px;
+level ``hard``: 6-10 letters, 14 px) on 32 x 128 signs, scored by a real OCR engine (rapidocr), with
+per-length metrics.
 
 Importing this package never imports rapidocr; the OCR reward loads it on first use.
 """

@@ -1,0 +1,105 @@
+"""Learning curve of a TDM-R1 run: the full benchmark (4 NFE) of every snapshot the run exported
+(`--set snapshot_every=N` writes `snapshots/iter_NNNNN`), against iterations, reward queries and wall
+time, with the student and the teacher@80 NFE as horizontal lines.
+
+    python benchmarks/learning_curve.py --run runs/r1-shapes --out benchmarks/results/curve_shapes
+
+Each snapshot's evaluation is kept (`<out>/iter_NNNNN/results.json`) and reused on a second call, so
+the curve can be extended while the run goes on. Writes `<out>/learning_curve.json` and `.png`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from tdmr1.evaluate import evaluate  # noqa: E402
+from tdmr1.generate import SamplingConfig  # noqa: E402
+from tdmr1.models.embedded import EmbeddedT2I  # noqa: E402
+from tdmr1.utils.io import read_jsonl  # noqa: E402
+
+
+def cumulative_times(run: Path) -> dict[int, float]:
+    """Wall seconds at each logged step, summed over resumed segments (each segment restarts its clock)."""
+    out, offset, last = {}, 0.0, 0.0
+    for row in read_jsonl(run / "metrics.jsonl"):
+        if "time" not in row:
+            continue
+        if row["time"] < last:
+            offset += last
+        last = row["time"]
+        out[int(row["step"])] = offset + row["time"]
+    return out
+
+
+def evaluate_snapshot(path: Path, world: str, out: Path, images_per_prompt: int) -> dict:
+    results = out / "results.json"
+    if results.is_file():
+        return json.loads(results.read_text())
+    model = EmbeddedT2I.load(path)
+    meta = model.meta["sampling"]
+    sampling = SamplingConfig(steps=meta["steps"], cfg=1.0, sampler="euler", shift=meta["shift"])
+    return evaluate(model, world, sampling, out, images_per_prompt, quiet=True, overwrite=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", required=True, type=Path)
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--student-eval", default="checkpoints/shapes/tdm4/eval_4nfe.json")
+    ap.add_argument("--teacher-eval", default="checkpoints/shapes/teacher/eval_80nfe.json")
+    ap.add_argument("--images-per-prompt", type=int, default=4)
+    args = ap.parse_args()
+    config = json.loads((args.run / "config.json").read_text())
+    per_iteration = config["prompts_per_iteration"] * config["group_size"]
+    times = cumulative_times(args.run)
+    student = json.loads(Path(args.student_eval).read_text())
+    teacher = json.loads(Path(args.teacher_eval).read_text())
+    rows = [{"iteration": 0, "reward_queries": 0, "wall_seconds": 0.0, "overall": student["overall"]}]
+    for snap in sorted((args.run / "snapshots").glob("iter_*")):
+        it = int(snap.name.split("_")[1])
+        res = evaluate_snapshot(snap, config["world"], args.out / snap.name, args.images_per_prompt)
+        row = {
+            "iteration": it,
+            "reward_queries": it * per_iteration,
+            "wall_seconds": round(times.get(it, float("nan")), 1),
+            "overall": res["overall"],
+            **({"off_palette_fraction": res["off_palette_fraction"]} if "off_palette_fraction" in res else {}),
+            "tags": res.get("tags"),
+        }
+        rows.append(row)
+        print(json.dumps({k: v for k, v in row.items() if k != "tags"}), flush=True)
+    result = {
+        "run": str(args.run),
+        "student_overall": student["overall"],
+        "teacher80_overall": teacher["overall"],
+        "points": rows,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "learning_curve.json").write_text(json.dumps(result, indent=2))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharey=True)
+    for ax, key, label in zip(
+        axes,
+        ("iteration", "reward_queries", "wall_seconds"),
+        ("iterations", "reward queries", "wall time (s)"),
+        strict=True,
+    ):
+        ax.plot([r[key] for r in rows], [r["overall"] for r in rows], "o-", label="TDM-R1 (4 NFE)")
+        ax.axhline(student["overall"], color="grey", ls="--", label="TDM student (4 NFE)")
+        ax.axhline(teacher["overall"], color="black", ls=":", label="teacher (80 NFE)")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"{config['world']} benchmark overall")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(args.out / "learning_curve.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main()
