@@ -24,12 +24,12 @@ import time
 from pathlib import Path
 
 import torch
-from tdmr1.ranking import pearson
-from tdmr1.training.surrogates import clean_margin
 
 from tdmr1.config import apply_overrides, from_dict
+from tdmr1.ranking import pearson
 from tdmr1.training.rl import Rollout, TDMR1Trainer
 from tdmr1.training.rl_config import RLConfig
+from tdmr1.training.surrogates import clean_margin
 
 DEFAULT_OUT = "benchmarks/results/surrogate_probe_shapes.json"
 

@@ -24,6 +24,7 @@ from tdmr1.errors import RewardError
 from tdmr1.generate import SamplingConfig, generate_images, to_uint8
 from tdmr1.models.embedded import EmbeddedT2I
 from tdmr1.ranking import pearson
+from tdmr1.rewards.composite import reward_parts
 from tdmr1.rewards.guard import SkipBudget, call_reward
 from tdmr1.rewards.registry import make_reward
 from tdmr1.rl_draws import draw_levels, draw_surrogate_points, group_noise
@@ -113,7 +114,8 @@ class TDMR1Trainer:
         self.roles.load_adapter_state("generator", adapter)
         self.surrogate = _make_surrogate(self.system, self.model, cfg)
         self.world = get_world(cfg.world)
-        self.reward = make_reward(cfg.reward, self.world)
+        self.reward = make_reward(cfg.reward, self.world, run_dir=self.out_dir)
+        self.reward_parts: dict[str, float] = {}
         self.pool = self.world.training_prompts()
         self.rng = np.random.default_rng(cfg.seed)
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
@@ -166,7 +168,11 @@ class TDMR1Trainer:
         group = torch.arange(cfg.prompts_per_iteration, device=self.device).repeat_interleave(cfg.group_size)
         cond = self.system.encode(prompts)
         traj = self.system.rollout(cond, self.system.randn(len(prompts), generator=self.gen))
-        out = call_reward(self.reward, to_uint8(traj.final), prompts, metadata, cfg.reward_timeout_s)
+        if hasattr(self.reward, "set_iteration"):
+            self.reward.set_iteration(self.step)  # likes: label rows carry the trainer's iteration
+        timeout = None if getattr(self.reward, "interactive", False) else cfg.reward_timeout_s  # a person: no timeout
+        out = call_reward(self.reward, to_uint8(traj.final), prompts, metadata, timeout)
+        self.reward_parts = reward_parts(out.info)  # {"reward/<part>": mean} of a weighted sum, else {}
         rewards = torch.from_numpy(out.scores).float().to(self.device)
         adv = group_advantages(rewards, group, cfg.adv_eps, cfg.adv_clip)
         correct = float(np.mean(out.info["correct"])) if "correct" in out.info else float("nan")
@@ -325,7 +331,7 @@ class TDMR1Trainer:
         for opt in self.opt.values():
             opt.zero_grad(set_to_none=True)
         ro = self.rollout()
-        stats: dict[str, float] = {"reward": ro.rewards.mean().item(), "correct": ro.correct}
+        stats: dict[str, float] = {"reward": ro.rewards.mean().item(), "correct": ro.correct, **self.reward_parts}
         if self.cfg.sur_rank_every and (self.step + 1) % self.cfg.sur_rank_every == 0:
             stats.update(self.surrogate_rank(ro))  # before the surrogate sees this batch
         stats["loss_fake"] = self.update_fake(ro)
