@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from tdmr1.devices import resolve_device  # noqa: E402
 from tdmr1.evaluate import evaluate  # noqa: E402
 from tdmr1.generate import SamplingConfig  # noqa: E402
 from tdmr1.models.embedded import EmbeddedT2I  # noqa: E402
@@ -38,24 +39,28 @@ def cumulative_times(run: Path) -> dict[int, float]:
     return out
 
 
-def evaluate_snapshot(path: Path, world: str, out: Path, images_per_prompt: int) -> dict:
+def evaluate_snapshot(
+    path: Path, world: str, out: Path, images_per_prompt: int, device: str, limit_prompts: int | None = None
+) -> dict:
     results = out / "results.json"
     if results.is_file():
         return json.loads(results.read_text())
-    model = EmbeddedT2I.load(path)
+    model = EmbeddedT2I.load(path, device=resolve_device(device)).eval()
     meta = model.meta["sampling"]
     sampling = SamplingConfig(steps=meta["steps"], cfg=1.0, sampler="euler", shift=meta["shift"])
-    return evaluate(model, world, sampling, out, images_per_prompt, quiet=True, overwrite=True)
+    return evaluate(model, world, sampling, out, images_per_prompt, limit_prompts, quiet=True, overwrite=True)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", required=True, type=Path)
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--student-eval", default="checkpoints/shapes/tdm4/eval_4nfe.json")
     ap.add_argument("--teacher-eval", default="checkpoints/shapes/teacher/eval_80nfe.json")
     ap.add_argument("--images-per-prompt", type=int, default=4)
-    args = ap.parse_args()
+    ap.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:i]")
+    ap.add_argument("--limit-prompts", type=int, default=None, help="first N prompts per tag (quick checks only)")
+    args = ap.parse_args(argv)
     config = json.loads((args.run / "config.json").read_text())
     per_iteration = config["prompts_per_iteration"] * config["group_size"]
     times = cumulative_times(args.run)
@@ -64,7 +69,9 @@ def main() -> None:
     rows = [{"iteration": 0, "reward_queries": 0, "wall_seconds": 0.0, "overall": student["overall"]}]
     for snap in sorted((args.run / "snapshots").glob("iter_*")):
         it = int(snap.name.split("_")[1])
-        res = evaluate_snapshot(snap, config["world"], args.out / snap.name, args.images_per_prompt)
+        res = evaluate_snapshot(
+            snap, config["world"], args.out / snap.name, args.images_per_prompt, args.device, args.limit_prompts
+        )
         row = {
             "iteration": it,
             "reward_queries": it * per_iteration,

@@ -8,6 +8,10 @@
 #   SCALE=0.02 DEVICE=cpu OUT=/tmp/out bash scripts/gpu_run.sh
 # Results are packed into $OUT (tarballs of the exported models, logs, metrics, grids, eval JSONs).
 #
+# SECTION=shapes-levers runs the ShapesEval surrogate levers side by side (authors' settings, replay +
+# clean-state share + tau band, the explicit reward head), sized for one 10-minute call, then every
+# snapshot's benchmark as a learning curve:  SECTION=shapes-levers OUT=$OUT bash scripts/gpu_run.sh
+#
 # SECTION=glyphs-v2 runs only GlyphsEval spec v2 (32x128, 4-8 letters; LEVEL=hard: glyphs-hard) on the
 # whole GPU, sized for one 10-minute call (about 9 min): teacher (3.3 min) -> 4-step TDM student (1.4 min)
 # -> TDM-R1 with the OCR reward (1.4 min), then the benchmark (200 words x 4 images, four evaluations side
@@ -84,6 +88,33 @@ PY
   ls -la "$OUT"
 }
 
+shapes_levers() {  # SECTION=shapes-levers: the surrogate levers of issue 13 side by side, one 10-minute call
+  # Three runs share the GPU for ~6 min each (G = 24, m = 16: 384 images an iteration), sur_rank every 5
+  # iterations (per tau band), a snapshot every 25 iterations; then every snapshot's full benchmark and the
+  # learning-curve PNG/JSON (benchmarks/learning_curve.py). Read sur_rank first: no ranking, no climb.
+  local base=(--set snapshot_every=25 --set sur_rank_every=5 --set val_every=0 --set max_minutes="$(m "${L_MIN:-6.0}")")
+  shapes_run authors "${base[@]}" > "$LOGS/shapes-authors.log" 2>&1 &
+  shapes_run replay "${base[@]}" --set surrogate_steps=4 --set surrogate_replay=8 --set surrogate_clean_share=0.5 \
+    --set t_max_surrogate=0.9 > "$LOGS/shapes-replay.log" 2>&1 &
+  shapes_run explicit "${base[@]}" --set surrogate=explicit --set t_min_surrogate=0.25 --set t_max_surrogate=0.8 \
+    --set surrogate_steps=4 --set surrogate_replay=8 > "$LOGS/shapes-explicit.log" 2>&1 &
+  wait
+  echo "shapes-levers training done after $(( $(date +%s) - START )) s"
+  for v in authors replay explicit; do
+    timeout "${CURVE_TIMEOUT:-150}" "$PY" benchmarks/learning_curve.py --run "$RUNS/shapes-$v" \
+      --out "$RUNS/curves/shapes-$v" > "$LOGS/curve-$v.log" 2>&1 &
+  done
+  wait
+  for v in authors replay explicit; do
+    echo "== $v"; grep -h '"sur_rank"' "$RUNS/shapes-$v/metrics.jsonl" | "$PY" -c \
+      "import json,sys; r=[json.loads(l)['sur_rank'] for l in sys.stdin]; print('sur_rank last 10:', [round(x,3) for x in r[-10:]])"
+    tail -n 3 "$LOGS/curve-$v.log"
+    pack "shapes-$v" "$RUNS/shapes-$v"
+  done
+  tar -czf "$OUT/shapes-levers_curves.tar.gz" --exclude=images "$RUNS/curves" "$LOGS"
+  ls -la "$OUT"
+}
+
 shapes_run() {  # name, extra overrides...
   local name=$1; shift
   T train --world shapes --config configs/shapes/train_gpu.yaml --out "$RUNS/shapes-$name" \
@@ -121,6 +152,10 @@ pack() {  # name, run folder: exported model + the run's light files (no state.p
 nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null
 python3 -c "import torch, diffusers, peft, transformers; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'diffusers', diffusers.__version__, 'peft', peft.__version__, 'transformers', transformers.__version__)"
 START=$(date +%s)
+if [ "$SECTION" = shapes-levers ]; then
+  shapes_levers
+  exit 0
+fi
 if [ "$SECTION" = glyphs-v2 ]; then
   glyphs_v2
   exit 0
