@@ -1,17 +1,19 @@
 """Offline probe of the surrogate reward: how well does it learn to rank a world's images?
 
-Draws a fixed set of rollouts from the student (the generator is never updated), trains only the
-surrogate on them for a few epochs with the trainer's own update, and measures, on held-out rollouts,
-the Pearson correlation between the advantages and the surrogate's implicit reward margin d_ref - d,
-averaged over ``--draws`` noise draws per image (one draw is much noisier: the per-iteration `sur_corr`
-of `tdmr1 train` uses one or two). Each call adds one named variant to the results JSON.
+Draws a fixed set of student rollouts once (cached under runs/surrogate_probe/rollouts, so every
+variant of a sweep trains on identical data), trains only the surrogate on them for a few epochs with
+the trainer's own surrogate iteration (``surrogate_steps`` optimizer steps per batch; implicit or
+explicit variant), and measures, on held-out rollouts, the within-prompt Pearson correlation between
+the advantages and the surrogate's clean-state reward averaged over ``--draws`` noise draws in
+[t_min_surrogate, t_max_surrogate] (the trainer's ``sur_rank``). Each call adds one named variant to the
+results JSON.
 
 Usage::
 
-    python benchmarks/surrogate_probe.py --name authors --set ppo_clip=1e-3
-    python benchmarks/surrogate_probe.py --name no-clip --set ppo_clip=1e6 --set anchor_limit=1e6
+    python benchmarks/surrogate_probe.py --name authors --set threads=1
+    python benchmarks/surrogate_probe.py --name explicit --set surrogate=explicit --set t_min_surrogate=0.25
 
-Rollouts depend only on the seed and the student, so every variant sees the same data.
+Rollouts depend only on the seed, the batch shape and the student.
 """
 
 from __future__ import annotations

@@ -114,6 +114,7 @@ class TDMR1Trainer:
         self.roles.load_adapter_state("generator", adapter)
         self.surrogate = _make_surrogate(self.system, self.model, cfg)
         self.world = get_world(cfg.world)
+        self.world.check_image_size(self.model.image_shape[1:], f"the model {self.teacher_path}")
         self.reward = make_reward(cfg.reward, self.world, run_dir=self.out_dir)
         self.reward_parts: dict[str, float] = {}
         self.pool = self.world.training_prompts()
