@@ -175,28 +175,107 @@ def train_command(
     out: Path = typer.Option(Path("runs/r1"), help="run folder"),
     resume: bool = typer.Option(True, help="continue from the run folder's state if there is one"),
     iterations: int | None = typer.Option(None, min=1, help="RL iterations (default: the config's)"),
+    backbone: str | None = typer.Option(
+        None, help="scale path: sd3 or zimage (with --model; default: detected from the folder)"
+    ),
+    model: Path | None = typer.Option(None, help="scale path: local diffusers pipeline folder (nothing is downloaded)"),
+    init_lora: Path | None = typer.Option(
+        None, help="scale path: generator adapter to start from (the authors' order-only .ckpt or a named .safetensors)"
+    ),
 ) -> None:
     """TDM-R1: reinforce the few-step generator with a black-box reward through a learned surrogate."""
     from tdmr1.training.rl import TDMR1Trainer
     from tdmr1.training.rl_config import RLConfig
     from tdmr1.worlds import get_world
 
-    # typed values, not override text: a path is never re-parsed as YAML; resolved here, so any cwd works
-    values = {"world": world, "init": str(resolve_checkpoint(init or f"checkpoints/{world}/tdm4"))}
+    values: dict = {"world": world}
+    if _is_scale_run(config, set_, backbone, model, init_lora):
+        from tdmr1.training.scale_config import ScaleRLConfig
+
+        cls: type[RLConfig] = ScaleRLConfig
+        if backbone is not None:
+            values["backbone.kind"] = backbone
+        if model is not None:
+            values["backbone.path"] = str(model)
+        if init_lora is not None:
+            values["init_lora"] = str(init_lora)
+    else:
+        cls = RLConfig
+        # typed values, not override text: a path is never re-parsed as YAML; resolved here, so any cwd works
+        values["init"] = str(resolve_checkpoint(init or f"checkpoints/{world}/tdm4"))
     if reward:
         values["reward"] = reward
     if iterations is not None:
         values["iterations"] = iterations
     # without a config file, the world's own reward settings (e.g. the authors' OCR column) apply
     world_defaults = list(get_world(world).rl_defaults) if config is None else []
-    cfg = load_config(RLConfig, config, [*world_defaults, *set_], values=values)
+    cfg = load_config(cls, config, [*world_defaults, *set_], values=values)
+    if cls is not RLConfig and cfg.backbone.path is None:
+        from tdmr1.errors import ConfigError
+
+        raise ConfigError("scale run without a backbone folder: pass --model PATH (or --set backbone.path=PATH)")
     console.print(f"model saved to {TDMR1Trainer(cfg, out).run(resume=resume)}")
+
+
+def _is_scale_run(
+    config: Path | None, set_: list[str], backbone: str | None, model: Path | None, init_lora: Path | None
+) -> bool:
+    """A scale-path run: --backbone/--model/--init-lora, a `backbone`/`init_lora` override, or a config file
+    with a `backbone` section (configs/scale/*.yaml)."""
+    if backbone is not None or model is not None or init_lora is not None:
+        return True
+    if any(item.split("=", 1)[0].strip().startswith(("backbone.", "init_lora")) for item in set_):
+        return True
+    if config is not None:
+        from tdmr1.config import read_yaml
+
+        data = read_yaml(config)
+        return isinstance(data, dict) and ("backbone" in data or "init_lora" in data)
+    return False
+
+
+def convert_lora_command(
+    src: Path = typer.Argument(..., help="input: the authors' order-only .ckpt, or a named .safetensors"),
+    dst: Path = typer.Argument(..., help="output: a named .safetensors, or an order-only .ckpt"),
+    model: Path | None = typer.Option(
+        None, help="local diffusers pipeline folder whose transformer names the tensors (only its config is read)"
+    ),
+    backbone: str | None = typer.Option(None, help="sd3 or zimage: the authors' LoRA layout (default: from --model)"),
+    rank: int | None = typer.Option(None, min=1, help="LoRA rank (default: a named input's own, else the preset's 32)"),
+) -> None:
+    """Convert a LoRA between the authors' order-only .ckpt and named peft .safetensors (by file suffix).
+
+    The names come from a reference wrap of the installed diffusers' transformer built from
+    --model's transformer/config.json on the meta device (no weights read); count and every shape are checked.
+    """
+    from tdmr1.errors import ConfigError
+    from tdmr1.models.lora_presets import convert_lora, lora_settings, pipeline_layout
+    from tdmr1.models.registry import detect_kind
+
+    if model is None:
+        raise ConfigError("convert-lora needs --model PATH (a local pipeline folder; only its configs are read)")
+    kind = detect_kind(model)
+    if kind == "embedded":
+        raise ConfigError(f"{model} is an embedded checkpoint: convert-lora is for diffusers pipelines (sd3, zimage)")
+    if backbone is not None and backbone != kind:
+        raise ConfigError(f"{model} holds a {kind} pipeline, but --backbone is {backbone}")
+    check_writable_file(dst, "output file")
+    if rank is None and src.suffix == ".safetensors" and src.is_file():  # a named file says its rank
+        from safetensors import safe_open
+
+        with safe_open(str(src), "pt") as f:
+            a_key = next((k for k in f.keys() if ".lora_A." in k), None)  # noqa: SIM118 - safe_open has no __iter__
+            rank = f.get_slice(a_key).get_shape()[0] if a_key else None
+    layout = pipeline_layout(model, lora_settings(f"{kind}-authors", rank=rank))
+    convert_lora(src, dst, layout)
+    console.print(f"{len(layout)} tensors ({kind}-authors layout) {src} -> {dst}")
 
 
 def register(app: typer.Typer) -> None:
     app.command("pretrain")(pretrain_command)
     app.command("distill")(distill_command)
     app.command("train")(train_command)
+    app.command("convert-lora")(convert_lora_command)
     app.command("sample")(sample_command)
     app.command("eval")(eval_command)
     app.command("demo")(demo_command)

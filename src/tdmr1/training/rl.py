@@ -2,6 +2,13 @@
 advantages, then per iteration, in order, the fake-score, surrogate-reward and generator updates
 (gradients accumulated over minibatches of whole groups, one optimizer step per role).
 
+The backbone is the embedded model of ``init``'s teacher, or, with a :class:`ScaleRLConfig` whose
+``backbone.path`` is set, a scale-path backbone (SD3.5, Z-Image) loaded by
+:func:`tdmr1.models.registry.load_backbone`: its explicit schedule, the authors' LoRA targets (unless
+``lora.target_modules`` is set), fresh adapters or ``init_lora`` in the generator, latents decoded for the
+reward. Scale runs export the generator adapter (``model/adapter.safetensors``, peft names) instead of a
+merged model and skip validation (the worlds' benchmarks sample with the embedded sampler).
+
 Every random draw of training comes from ``self.gen`` (torch) and ``self.rng`` (numpy, prompt picks),
 both saved in the run state, so a resumed run continues exactly as an uninterrupted one.
 """
@@ -20,9 +27,11 @@ import torch
 
 from tdmr1.config import to_dict
 from tdmr1.devices import resolve_device
-from tdmr1.errors import RewardError
-from tdmr1.generate import SamplingConfig, generate_images, to_uint8
+from tdmr1.errors import ConfigError, RewardError
+from tdmr1.generate import SamplingConfig, generate_images
 from tdmr1.models.embedded import EmbeddedT2I
+from tdmr1.models.lora_presets import lora_for_backbone
+from tdmr1.models.registry import images_of
 from tdmr1.ranking import pearson
 from tdmr1.rewards.composite import reward_parts
 from tdmr1.rewards.guard import SkipBudget, call_reward
@@ -34,7 +43,7 @@ from tdmr1.training.progress import RunLogger
 from tdmr1.training.quick_eval import quick_eval
 from tdmr1.training.rl_config import RLConfig
 from tdmr1.training.state import has_training_state, load_training_state, prepare_run_dir, save_training_state
-from tdmr1.training.student import export_student, load_student_adapter
+from tdmr1.training.student import ADAPTER_FILE, export_student, load_student_adapter
 from tdmr1.training.surrogates import ExplicitSurrogate, ImplicitSurrogate, Surrogate, clean_margin, reward_point
 from tdmr1.training.system import FewStepSystem
 from tdmr1.training.tdm_losses import fake_update
@@ -68,6 +77,26 @@ class _GeneratorState:
         self.gen.set_state(state["state"])
 
 
+class _AdapterState:
+    """The LoRA weights of a scale-path denoiser (every role), without its frozen base weights."""
+
+    def __init__(self, denoiser: torch.nn.Module):
+        self.denoiser = denoiser
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.denoiser.state_dict().items() if "lora_" in k}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        result = self.denoiser.load_state_dict(state, strict=False)
+        missing = [k for k in result.missing_keys if "lora_" in k]
+        if missing or result.unexpected_keys:
+            from tdmr1.errors import CheckpointError
+
+            raise CheckpointError(
+                f"run state does not fit the adapters (missing {missing[:2]}, unexpected {result.unexpected_keys[:2]})"
+            )
+
+
 class _ReplayState:
     """The surrogate's replay buffer of recent rollouts, saved with the run."""
 
@@ -86,6 +115,11 @@ def _make_surrogate(system: FewStepSystem, model: EmbeddedT2I, cfg: RLConfig) ->
     if cfg.surrogate == "implicit":
         return ImplicitSurrogate(system, cfg)
     denoiser = model.denoiser
+    if not hasattr(denoiser, "mid_block"):
+        raise ConfigError(
+            "surrogate=explicit taps the embedded UNet's mid block: it is embedded-only; "
+            "scale-path backbones (sd3, zimage) train the implicit surrogate (surrogate=implicit)"
+        )
     return ExplicitSurrogate(
         system, cfg, denoiser.mid_block, denoiser.config.block_out_channels[-1], denoiser.config.cross_attention_dim
     )
@@ -100,24 +134,37 @@ class TDMR1Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)  # adapter initialisation
-        adapter, student_config = load_student_adapter(cfg.init)
-        self.teacher_path = cfg.teacher or student_config.get("teacher")
-        sampling = student_config["sampling"]
-        self.sampling = SamplingConfig(steps=sampling["steps"], cfg=1.0, sampler="euler", shift=sampling["shift"])
+        spec = getattr(cfg, "backbone", None)
+        self.scale = spec is not None and spec.path is not None  # a ScaleRLConfig naming a backbone folder
         self.device = resolve_device(cfg.device)
-        self.model = EmbeddedT2I.load(self.teacher_path)
+        if self.scale:
+            self._load_scale_backbone(cfg)
+        else:
+            adapter, student_config = load_student_adapter(cfg.init)
+            self.teacher_path = cfg.teacher or student_config.get("teacher")
+            sampling = student_config["sampling"]
+            self.sampling = SamplingConfig(steps=sampling["steps"], cfg=1.0, sampler="euler", shift=sampling["shift"])
+            self.model = EmbeddedT2I.load(self.teacher_path)
         sur_roles = ImplicitSurrogate.roles if cfg.surrogate == "implicit" else ExplicitSurrogate.roles
-        lora = {"generator": cfg.lora, "fake": cfg.lora}
-        lora.update({role: cfg.lora_surrogate or cfg.lora for role in sur_roles})
+        main_lora = lora_for_backbone(cfg.lora, self.model)  # the backbone's default targets unless set
+        lora = {"generator": main_lora, "fake": main_lora}
+        lora.update({role: lora_for_backbone(cfg.lora_surrogate or cfg.lora, self.model) for role in sur_roles})
         self.system = FewStepSystem(self.model, list(lora), lora, self.sampling.steps, self.sampling.shift, self.device)
         self.roles = self.system.roles
-        self.roles.load_adapter_state("generator", adapter)
+        if self.scale:
+            self._init_scale_generator(cfg)
+        else:
+            self.roles.load_adapter_state("generator", adapter)
         self.surrogate = _make_surrogate(self.system, self.model, cfg)
         self.world = get_world(cfg.world)
-        self.world.check_image_size(self.model.image_shape[1:], f"the model {self.teacher_path}")
+        if not self.scale:
+            self.world.check_image_size(self.model.image_shape[1:], f"the model {self.teacher_path}")
+        elif cfg.reward is None:  # the world's own reward judges the decoded images: they must be its size
+            side = self.model.resolution
+            self.world.check_image_size((side, side), f"the backbone {self.teacher_path}")
         self.reward = make_reward(cfg.reward, self.world, run_dir=self.out_dir)
         self.reward_parts: dict[str, float] = {}
-        self.pool = self.world.training_prompts()
+        self.pool = self._prompt_pool(cfg)
         self.rng = np.random.default_rng(cfg.seed)
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.replay: deque[Rollout] = deque(maxlen=max(cfg.surrogate_replay, 1))
@@ -137,9 +184,53 @@ class TDMR1Trainer:
         self.val_suite = self.world.subsample_suite(self.world.benchmark_suite(), cfg.val_prompts_per_tag)
         self.grid_prompts = self.world.grid_prompts()
 
+    # ---- scale-path backbones -------------------------------------------------------------------
+    def _load_scale_backbone(self, cfg: RLConfig) -> None:
+        """The backbone of ``cfg.backbone`` and its explicit few-step schedule (steps from its sigmas)."""
+        from tdmr1.models.registry import load_backbone, schedule_of
+
+        self.teacher_path = cfg.backbone.path
+        self.model = load_backbone(cfg.backbone, device=self.device)
+        if isinstance(self.model, EmbeddedT2I):
+            raise ConfigError(
+                f"{cfg.backbone.path} is an embedded checkpoint: train embedded students with init=<student> "
+                "(backbone.path is for diffusers pipelines: sd3, zimage)"
+            )
+        sigmas, solver = schedule_of(self.model, 4, 3.0)
+        self.sampling = SamplingConfig(steps=len(sigmas) - 1, cfg=1.0, sampler=solver, shift=3.0)
+
+    def _init_scale_generator(self, cfg: RLConfig) -> None:
+        """The generator adapter from ``cfg.init_lora`` (the authors' order-only ``.ckpt`` or a named
+        ``.safetensors``); without it every role starts fresh (= the base model)."""
+        init_lora = getattr(cfg, "init_lora", None)
+        if not init_lora:
+            return
+        if str(init_lora).endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            from tdmr1.errors import CheckpointError
+
+            if not Path(init_lora).is_file():
+                raise CheckpointError(f"LoRA file not found: {init_lora}")
+            self.roles.load_adapter_state("generator", load_file(str(init_lora)))
+        else:
+            from tdmr1.models.lora_presets import load_ordered_adapter
+
+            load_ordered_adapter(self.model.denoiser, "generator", init_lora)
+
+    def _prompt_pool(self, cfg: RLConfig) -> list[dict]:
+        """The world's training prompts, or a scale config's ``prompts`` file (one a line, or jsonl)."""
+        prompts = getattr(cfg, "prompts", None)
+        if not prompts:
+            return self.world.training_prompts()
+        from tdmr1.geneval_layout import read_prompt_file
+
+        return read_prompt_file(prompts, known_tags=None, require_include=False)
+
     # ---- state ---------------------------------------------------------------------------------
     def _state_parts(self) -> tuple[dict[str, Any], dict[str, torch.optim.Optimizer]]:
-        modules = {"denoiser": self.model.denoiser, "gen_ema": self.gen_ema, **self.surrogate.state_modules()}
+        denoiser = _AdapterState(self.model.denoiser) if self.scale else self.model.denoiser
+        modules = {"denoiser": denoiser, "gen_ema": self.gen_ema, **self.surrogate.state_modules()}
         modules |= {"torch_gen": _GeneratorState(self.gen), "replay": _ReplayState(self.replay)}
         return modules, self.opt
 
@@ -151,7 +242,36 @@ class TDMR1Trainer:
     def export(self, directory: Path) -> None:
         """The generator (EMA weights) as a sampling checkpoint."""
         meta = {"rl_iterations": self.step, "rl_reward": getattr(self.reward, "name", "reward")}
+        if self.scale:
+            self._export_adapter(directory, meta)
+            return
         export_student(self.system, self.gen_ema, directory, str(self.teacher_path), self.sampling, meta)
+
+    def _export_adapter(self, directory: Path, meta: dict[str, Any]) -> None:
+        """Scale runs: the generator adapter (EMA weights, peft names; ``tdmr1 convert-lora`` turns it into
+        the authors' order-only ``.ckpt``) and a ``config.json`` naming the backbone, LoRA and schedule."""
+        from safetensors.torch import save_file
+
+        from tdmr1.utils.io import atomic_write_text, atomic_writer
+
+        directory.mkdir(parents=True, exist_ok=True)
+        self.gen_ema.swap()
+        try:
+            adapter = self.roles.adapter_state("generator")
+        finally:
+            self.gen_ema.swap()
+        with atomic_writer(directory / ADAPTER_FILE) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in adapter.items()}, str(tmp))
+        info = {
+            "format": "tdmr1-adapter-v1",
+            "backbone": to_dict(self.cfg.backbone),
+            "kind": getattr(self.model, "kind", None),
+            "lora": to_dict(self.roles.lora["generator"]),
+            "sigmas": self.system.sigmas.tolist(),
+            "solver": self.system.solver,
+            **meta,
+        }
+        atomic_write_text(directory / "config.json", json.dumps(info, indent=2))
 
     def resume(self) -> bool:
         if not has_training_state(self.out_dir):
@@ -172,7 +292,7 @@ class TDMR1Trainer:
         if hasattr(self.reward, "set_iteration"):
             self.reward.set_iteration(self.step)  # likes: label rows carry the trainer's iteration
         timeout = None if getattr(self.reward, "interactive", False) else cfg.reward_timeout_s  # a person: no timeout
-        out = call_reward(self.reward, to_uint8(traj.final), prompts, metadata, timeout)
+        out = call_reward(self.reward, images_of(self.model, traj.final), prompts, metadata, timeout)
         self.reward_parts = reward_parts(out.info)  # {"reward/<part>": mean} of a weighted sum, else {}
         rewards = torch.from_numpy(out.scores).float().to(self.device)
         adv = group_advantages(rewards, group, cfg.adv_eps, cfg.adv_clip)
@@ -211,7 +331,9 @@ class TDMR1Trainer:
             for j in self._train_steps():
                 js = torch.full((len(idx),), j, device=self.device)
                 with torch.no_grad():
-                    x0_hat, x_next = sys_.generator_step(ro.states[j, idx], js, cond)
+                    x0_hat, x_next = sys_.generator_step(
+                        ro.states[j, idx], js, cond, x_next_rollout=ro.states[j + 1, idx]
+                    )
                 s_next = sys_.sigmas[js + 1]
                 s_upper = sys_.sigmas[js] if cfg.interval == "separate" else torch.ones_like(s_next)
                 loss = fake_update(sys_, x_next, x0_hat, s_next, s_upper, cond, cfg.fake_base_weight, self.gen)
@@ -255,7 +377,7 @@ class TDMR1Trainer:
             group = ro.group[idx]
             for j in self._train_steps():
                 js = torch.full((len(idx),), j, device=self.device)
-                x0_hat, x_next = sys_.generator_step(ro.states[j, idx], js, cond)
+                x0_hat, x_next = sys_.generator_step(ro.states[j, idx], js, cond, x_next_rollout=ro.states[j + 1, idx])
                 s_next = sys_.sigmas[js + 1]
                 with torch.no_grad():
                     x_n = x_next.detach()
@@ -346,6 +468,8 @@ class TDMR1Trainer:
 
     # ---- evaluation and pictures ---------------------------------------------------------------
     def validate(self) -> dict[str, float]:
+        if self.scale:  # the worlds' benchmarks sample with the embedded sampler: not on latent backbones
+            return {}
         self.gen_ema.swap()
         try:
             with self.roles.use("generator"):
@@ -358,7 +482,14 @@ class TDMR1Trainer:
         try:
             with self.roles.use("generator"), torch.no_grad():
                 seeds = [1000 + i for i in range(len(self.grid_prompts))]
-                imgs = generate_images(self.model, self.grid_prompts, seeds, self.sampling)
+                if self.scale:  # the student's own schedule, latents decoded
+                    noise = torch.stack(
+                        [torch.randn(self.model.image_shape, generator=torch.Generator().manual_seed(s)) for s in seeds]
+                    ).to(self.device)
+                    traj = self.system.rollout(self.system.encode(self.grid_prompts), noise)
+                    imgs = images_of(self.model, traj.final)
+                else:
+                    imgs = generate_images(self.model, self.grid_prompts, seeds, self.sampling)
         finally:
             self.gen_ema.swap()
         save_grid(imgs, self.out_dir / "samples" / f"{name}.png", labels=self.grid_prompts)

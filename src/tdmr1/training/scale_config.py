@@ -1,7 +1,7 @@
 """TDM-R1 on a scale-path backbone: :class:`RLConfig` plus where the backbone comes from and how the
 iteration's images spread over processes (``configs/scale/*.yaml``).
 
-Until the trainer reads these fields itself, the extra ones are ``backbone`` (a
+`tdmr1 train` (single process) reads them: the extra fields are ``backbone`` (a
 :class:`tdmr1.models.registry.BackboneSpec`), ``init_lora`` (the authors' order-only TDM LoRA, loaded into
 the generator role, or a named adapter ``.safetensors``), ``prompts`` (a prompt file for worlds without
 their own pool) and ``per_device_batch`` (micro-batch per process; checked against groups x group size

@@ -1,6 +1,10 @@
 """A few-step system: one velocity backbone with roles (base / generator / fake / surrogate ...), its
 frozen text encoder, and the student's fixed K-step schedule. Shared by TDM distillation and TDM-R1.
 
+The schedule is the backbone's own explicit one when it has one (scale-path backbones: e.g. SD3.5-M TDM's
+DPM-Solver++ 2M levels), else ``uniform_sigmas(steps, shift)`` with Euler (the embedded students); see
+:func:`tdmr1.models.registry.schedule_of`.
+
 Anything with ``forward(x, s, text) -> velocity``, ``encode_prompts(prompts)`` and a ``denoiser``
 attribute carrying peft adapters works as the backbone (the embedded model, or a scale-path wrapper).
 """
@@ -12,7 +16,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from tdmr1.flow import bridge, euler_step, inverse_time_shift, time_shift, uniform_sigmas, x0_from_velocity
+from tdmr1.flow import bridge, euler_step, inverse_time_shift, time_shift, x0_from_velocity
+from tdmr1.models.registry import schedule_of
 from tdmr1.roles import LoraSettings, Roles
 from tdmr1.sampling import Trajectory, sample
 
@@ -36,7 +41,8 @@ class FewStepSystem:
         self.roles = Roles(model.denoiser, roles, lora)
         self.device = torch.device(device)
         model.to(self.device)  # after the adapters exist, so that they move too (parameters keep identity)
-        self.sigmas = uniform_sigmas(steps, shift=shift).to(self.device)
+        sigmas, self.solver = schedule_of(model, steps, shift)
+        self.sigmas = sigmas.to(self.device)
         self.shift = shift
 
     def randn(self, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -63,12 +69,21 @@ class FewStepSystem:
     def rollout(self, text: Text, noise: Tensor, role: str = "generator") -> Trajectory:
         """The deterministic K-step path of ``role`` from ``noise`` (all K+1 states kept)."""
         with self.roles.use(role):
-            return sample(lambda x, s: self.model(x, s, text), noise, self.sigmas, solver="euler")
+            return sample(lambda x, s: self.model(x, s, text), noise, self.sigmas, solver=self.solver)
 
-    def generator_step(self, x: Tensor, j: Tensor, text: Text, role: str = "generator") -> tuple[Tensor, Tensor]:
-        """One student step WITH grad from states at step indices ``j`` [N]: (x0_hat, x_next)."""
+    def generator_step(
+        self, x: Tensor, j: Tensor, text: Text, role: str = "generator", x_next_rollout: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """One student step WITH grad from states at step indices ``j`` [N]: (x0_hat, x_next).
+
+        ``x_next`` is the Euler step from ``x``. With a multistep solver (``dpm``) the student's next state
+        also depends on the previous step's x0, so pass the rollout's states at ``j + 1`` as
+        ``x_next_rollout``: they are returned as ``x_next`` (no gradient flows through ``x_next`` in the
+        losses; ``x0_hat`` carries it). Ignored for Euler, whose step is recomputed exactly as before."""
         s, s_next = self.sigmas[j], self.sigmas[j + 1]
         v = self.velocity(role, x, s, text)
+        if self.solver != "euler" and x_next_rollout is not None:
+            return x0_from_velocity(x, v, s), x_next_rollout
         return x0_from_velocity(x, v, s), euler_step(x, v, s, s_next)
 
     def sample_levels(
