@@ -75,3 +75,13 @@ def test_describe_lists_every_documented_field():
     keys = {row[0]: row[2] for row in describe_config(Outer)}
     assert keys["inner.lr"] == "learning rate"
     assert set(keys) == {"name", "steps", "flag", "inner.lr", "inner.betas", "inner.mode", "tags", "maybe"}
+
+
+@pytest.mark.parametrize(
+    "override", ["backbone.text_heads=0", "backbone.layers_per_block=0", "backbone.block_out_channels=[]"]
+)
+def test_backbone_ranges_are_checked_at_load_time(override):
+    from tdmr1.training.pretrain import PretrainConfig
+
+    with pytest.raises(ConfigError):
+        load_config(PretrainConfig, None, [override])

@@ -129,12 +129,23 @@ def test_bad_reward_stops_cleanly_with_checkpoint_intact(tiny_student, tmp_path,
 
 def test_bad_reward_batches_can_be_skipped(tiny_student, tmp_path):
     trainer = TDMR1Trainer(
-        _cfg(tiny_student, "iterations=1", "skip_bad_reward_batches=true", "max_minutes=0.05"),
-        tmp_path,
+        _cfg(
+            tiny_student, "iterations=1", "skip_bad_reward_batches=true", "max_minutes=0.05", "max_skipped_batches=1000"
+        ),
+        tmp_path / "a",
         quiet=True,
     )
     trainer.reward = _BadReward("nan")
     trainer.run()  # never succeeds; stops at the time budget without crashing
+    assert trainer.step == 0
+
+
+def test_an_always_failing_reward_stops_after_the_skip_cap(tiny_student, tmp_path):
+    cfg = _cfg(tiny_student, "iterations=100", "skip_bad_reward_batches=true", "max_skipped_batches=2")
+    trainer = TDMR1Trainer(cfg, tmp_path, quiet=True)
+    trainer.reward = _BadReward("nan")
+    with pytest.raises(RewardError, match="3 reward batches failed in a row"):
+        trainer.run()
     assert trainer.step == 0
 
 

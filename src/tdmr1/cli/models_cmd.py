@@ -193,6 +193,10 @@ def train_command(
         from tdmr1.training.scale_config import ScaleRLConfig
 
         cls: type[RLConfig] = ScaleRLConfig
+        if init is not None:
+            from tdmr1.errors import ConfigError
+
+            raise ConfigError("--init is an embedded student; on a scale backbone start from --init-lora FILE")
         if backbone is not None:
             values["backbone.kind"] = backbone
         if model is not None:

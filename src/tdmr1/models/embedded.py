@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import BertConfig, BertModel
 
-from tdmr1.config import from_dict, option, to_dict
+from tdmr1.config import at_least, from_dict, option, to_dict
 from tdmr1.errors import CheckpointError, ConfigError
 from tdmr1.models.checkpoints import resolve_checkpoint
 from tdmr1.models.tokenizer import WordTokenizer
@@ -59,6 +59,12 @@ class BackboneConfig:
     max_tokens: int = option(16, "maximum prompt length in tokens")
 
     def validate(self) -> None:
+        at_least(self, 1, "channels layers_per_block norm_num_groups attention_heads text_layers text_heads max_tokens")
+        at_least(self, 1, "text_hidden")
+        if not self.block_out_channels or min(self.block_out_channels) < 1:
+            raise ConfigError("block_out_channels must be a non-empty list of positive widths")
+        if self.text_hidden % self.text_heads:
+            raise ConfigError("text_hidden must be divisible by text_heads")
         if len(self.block_out_channels) != len(self.cross_attention_levels):
             raise ConfigError("block_out_channels and cross_attention_levels must have the same length")
         if any(c % self.norm_num_groups for c in self.block_out_channels):
