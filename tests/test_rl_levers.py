@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from tdmr1.config import load_config
 from tdmr1.errors import ConfigError
 from tdmr1.flow import inverse_time_shift, uniform_sigmas
 from tdmr1.ranking import pearson
@@ -16,19 +15,7 @@ from tdmr1.rl_draws import TAU_MARGIN, draw_surrogate_points
 from tdmr1.rl_losses import explicit_reward_direction, explicit_surrogate_loss
 from tdmr1.training.rl import TDMR1Trainer
 from tdmr1.training.rl_config import RLConfig
-
-
-def _cfg(student, *extra):
-    base = [
-        f"init={student}",
-        "lora.rank=2",
-        "prompts_per_iteration=2",
-        "group_size=2",
-        "minibatch_groups=1",
-        "val_every=0",
-        "checkpoint_every=1",
-    ]
-    return load_config(RLConfig, None, [*base, *extra])
+from test_rl import _cfg  # the tiny RL config shared with the trainer's own tests
 
 
 def test_surrogate_levels_keep_the_authors_margin_above_each_state():
