@@ -17,23 +17,9 @@ ROLES = ("generator", "fake")
 
 
 def _tiny_sd3():
-    from diffusers import SD3Transformer2DModel
+    from tdmr1.models.tiny import tiny_sd3_transformer
 
-    torch.manual_seed(0)
-    return SD3Transformer2DModel(
-        sample_size=8,
-        patch_size=2,
-        in_channels=4,
-        out_channels=4,
-        num_layers=2,
-        attention_head_dim=8,
-        num_attention_heads=4,
-        joint_attention_dim=32,
-        caption_projection_dim=32,
-        pooled_projection_dim=16,
-        pos_embed_max_size=16,
-        dual_attention_layers=(0,),
-    )
+    return tiny_sd3_transformer()
 
 
 def _run(rank: int, world: int, init_file: str | None, out_dir: str) -> None:

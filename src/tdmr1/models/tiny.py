@@ -90,6 +90,27 @@ def tiny_vae(latent_channels: int = 16, scaling: float = 1.5305, shift: float = 
     )
 
 
+def tiny_sd3_transformer(seed: int = 0, channels: int = 4, sample_size: int = 8, pooled_dim: int = 16):
+    """A tiny random SD3Transformer2DModel (2 blocks, the first with dual attention, as SD3.5)."""
+    from diffusers import SD3Transformer2DModel
+
+    torch.manual_seed(seed)
+    return SD3Transformer2DModel(
+        sample_size=sample_size,
+        patch_size=2,
+        in_channels=channels,
+        out_channels=channels,
+        num_layers=2,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        joint_attention_dim=32,
+        caption_projection_dim=32,
+        pooled_projection_dim=pooled_dim,
+        pos_embed_max_size=16,
+        dual_attention_layers=(0,),
+    )
+
+
 def tiny_sd3_pipeline(seed: int = 0, resolution: int = 64):
     """A StableDiffusion3Pipeline with ~1 M random parameters (one dual-attention block, like SD3.5-M)."""
     from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
