@@ -10,12 +10,11 @@ import torch
 from tdmr1.errors import ConfigError
 from tdmr1.flow import inverse_time_shift, uniform_sigmas
 from tdmr1.ranking import pearson
-from tdmr1.rewards.base import RewardOutput
 from tdmr1.rl_draws import TAU_MARGIN, draw_surrogate_points
 from tdmr1.rl_losses import explicit_reward_direction, explicit_surrogate_loss
 from tdmr1.training.rl import TDMR1Trainer
 from tdmr1.training.rl_config import RLConfig
-from test_rl import _cfg  # the tiny RL config shared with the trainer's own tests
+from test_rl import _Brightness, _cfg  # shared with the trainer's own tests
 
 
 def test_surrogate_levels_keep_the_authors_margin_above_each_state():
@@ -107,13 +106,6 @@ def test_explicit_loss_and_direction_by_hand():
     d = explicit_reward_direction(g, 0.05)
     assert torch.allclose(d.pow(2).flatten(1).mean(1).sqrt(), torch.full((3,), 0.05))
     assert (torch.sign(d) == torch.sign(g)).all()
-
-
-class _Brightness:
-    name = "brightness"
-
-    def __call__(self, images, prompts, metadata):
-        return RewardOutput(images.astype(np.float32).mean(axis=(1, 2, 3)) / 255.0)
 
 
 def test_explicit_surrogate_learns_to_rank_and_lifts_a_learnable_reward(tiny_student, tmp_path):

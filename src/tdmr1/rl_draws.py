@@ -33,18 +33,20 @@ def draw_levels(
     shift: float,
     generator: torch.Generator | None = None,
     t_min: float = 0.0,
-    t_max: float = 1.0,
+    t_max: Tensor | float = 1.0,
     margin: float = 0.0,
 ) -> Tensor:
-    """tau [N] uniform in pre-shift space between max(inv(low) + margin, inv(t_min)) and inv(t_max),
-    shifted back. The lower bound always wins: tau never comes closer than ``margin`` to ``low``."""
+    """tau [N] uniform in pre-shift space between max(inv(low) + margin, inv(t_min)) and inv(t_max)
+    (a float or per-sample levels), shifted back. The lower bound always wins: tau never comes closer
+    than ``margin`` to ``low``."""
     u_low = torch.maximum(
         inverse_time_shift(low, shift) + margin, inverse_time_shift(torch.full_like(low, t_min), shift)
     )
     u_low = u_low.clamp(max=1.0)
-    u_high = torch.maximum(inverse_time_shift(torch.full_like(low, t_max), shift), u_low)
+    high = torch.as_tensor(t_max, dtype=low.dtype, device=low.device).expand_as(low)
+    u_high = torch.maximum(inverse_time_shift(high, shift), u_low)
     u = u_low + (u_high - u_low) * torch.rand(low.shape, generator=generator, device=low.device)
-    return time_shift(u, shift).clamp(0.0, 1.0)
+    return time_shift(u, shift).clamp(min=low, max=torch.ones_like(low))
 
 
 def draw_state_indices(

@@ -16,8 +16,9 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from tdmr1.flow import bridge, euler_step, inverse_time_shift, time_shift, x0_from_velocity
+from tdmr1.flow import bridge, euler_step, x0_from_velocity
 from tdmr1.models.registry import schedule_of
+from tdmr1.rl_draws import draw_levels
 from tdmr1.roles import LoraSettings, Roles
 from tdmr1.sampling import Trajectory, sample
 
@@ -90,12 +91,7 @@ class FewStepSystem:
         self, low: Tensor, high: Tensor | float = 1.0, generator: torch.Generator | None = None
     ) -> Tensor:
         """tau uniform in pre-shift space between levels ``low`` [N] and ``high`` (shifted back)."""
-        u_low = inverse_time_shift(low, self.shift)
-        u_high = inverse_time_shift(
-            torch.as_tensor(high, dtype=low.dtype, device=low.device).expand_as(low), self.shift
-        )
-        u = u_low + (u_high - u_low) * torch.rand(low.shape, generator=generator, device=low.device)
-        return time_shift(u, self.shift).clamp(min=low, max=torch.ones_like(low))
+        return draw_levels(low, self.shift, generator, t_max=high)
 
     @staticmethod
     def diffuse(x: Tensor, s: Tensor, tau: Tensor, noise: Tensor) -> Tensor:
