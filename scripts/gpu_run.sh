@@ -19,6 +19,13 @@
 # exact match in the log and JSONs), packed into $OUT:
 #   SECTION=glyphs-v2 OUT=$OUT bash scripts/gpu_run.sh        # e.g. run(command=..., timeout_s=600)
 #   SECTION=glyphs-v2 SMOKE=1 SCALE=0.02 DEVICE=cpu OUT=/tmp/out bash scripts/gpu_run.sh   # CPU check
+#
+# SECTION=scale-bench times one TDM-R1 iteration on an SD3.5-Medium-size transformer (random weights, bf16
+# autocast, the authors' LoRA roles) at per-device batch 1 / 12 / 24 with and without gradient checkpointing:
+# seconds, peak memory, images/s, MFU (benchmarks/bench_scale_iteration.py), JSON to
+# $OUT/scale_iteration_sd35m.json (tiny: _tiny.json; rewritten after every setting; settings left after B_MAX s are skipped):
+#   SECTION=scale-bench OUT=$OUT bash scripts/gpu_run.sh                        # one 10-minute call
+#   SECTION=scale-bench SMOKE=1 DEVICE=cpu OUT=/tmp/out bash scripts/gpu_run.sh  # CPU check (tiny model)
 set -u
 SECTION=${SECTION:-all}
 SCALE=${SCALE:-1}
@@ -115,6 +122,26 @@ shapes_levers() {  # SECTION=shapes-levers: the surrogate levers of issue 13 sid
   ls -la "$OUT"
 }
 
+scale_bench() {  # SECTION=scale-bench: real-size iteration cost on the GPU (tiny on CPU with SMOKE=1)
+  local dev=$DEVICE extra=() json=$OUT/scale_iteration_sd35m.json
+  [ "$dev" = auto ] && dev=cuda
+  if [ "${SMOKE:-0}" = 1 ]; then
+    extra=(--tiny --batches 1,2 --checkpointing off,on --warmup 0 --repeats 1 --threads 1)
+    json=$OUT/scale_iteration_tiny.json
+  fi
+  timeout "${B_TIMEOUT:-570}" "$PY" benchmarks/bench_scale_iteration.py --device "$dev" --max-seconds "${B_MAX:-420}" \
+    --out "$json" "${extra[@]}" 2>&1 | tee "$LOGS/scale-bench.log" | grep -v "^{" || true
+  "$PY" - "$json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(r["device"], "peak", r["peak_bf16_flops"], "model FLOPs/image", r.get("model_flops_per_image"))
+for x in r["runs"]:
+    keep = ("per_device_batch", "gradient_checkpointing", "status", "seconds_per_iteration", "images_per_second",
+            "peak_memory_gib", "achieved_model_tflops", "mfu", "hfu", "error")
+    print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in x.items() if k in keep})
+PY
+}
+
 shapes_run() {  # name, extra overrides...
   local name=$1; shift
   T train --world shapes --config configs/shapes/train_gpu.yaml --out "$RUNS/shapes-$name" \
@@ -154,6 +181,10 @@ python3 -c "import torch, diffusers, peft, transformers; print('torch', torch.__
 START=$(date +%s)
 if [ "$SECTION" = shapes-levers ]; then
   shapes_levers
+  exit 0
+fi
+if [ "$SECTION" = scale-bench ]; then
+  scale_bench
   exit 0
 fi
 if [ "$SECTION" = glyphs-v2 ]; then

@@ -1,4 +1,5 @@
-"""Model commands: `tdmr1 pretrain`, `tdmr1 sample`, `tdmr1 eval`."""
+"""Model commands: `tdmr1 pretrain`, `tdmr1 sample`, `tdmr1 eval` (embedded checkpoints, or a scale backbone with
+``--backbone sd3|zimage --model DIR``: :mod:`tdmr1.cli.scale_cmd`)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,12 @@ def _sampling(
 
 
 DEVICE_HELP = "auto (CUDA when present), cpu or cuda[:i]"
+BACKBONE_HELP = "scale path: sd3 or zimage (with --model; default: detected from the folder)"
+MODEL_HELP = "scale path: local diffusers pipeline folder (nothing is downloaded)"
+LORA_HELP = "scale path: generator adapter (a `tdmr1 train` export folder, a named .safetensors or an order-only .ckpt)"
+INIT_LORA_HELP = "scale path: the authors' TDM LoRA (.ckpt, order-only) as the generator"
+RESOLUTION_HELP = "scale path: image side in pixels (default: the adapter's, else the backbone's)"
+PRECISION_HELP = "scale path: fp32, or bf16 (denoiser under bf16 autocast, text encoders bf16)"
 
 
 def _warn_prompt_words(tokenizer, prompts: list[str]) -> None:
@@ -76,8 +83,9 @@ def _load(checkpoint: Path, device: str = "auto"):
 
 
 def sample_command(
-    checkpoint: Path = typer.Option(..., help="model folder (config.json + model.safetensors)"),
-    prompts: Path = typer.Option(..., help="GenEval metadata jsonl, or plain text with one prompt a line"),
+    checkpoint: Path | None = typer.Option(None, help="model folder (config.json + model.safetensors)"),
+    prompts: Path | None = typer.Option(None, help="GenEval metadata jsonl, or plain text with one prompt a line"),
+    prompt: list[str] = typer.Option([], "--prompt", help="a prompt (repeatable; with or instead of --prompts)"),
     out: Path = typer.Option(..., help="output folder (GenEval layout)"),
     steps: int | None = typer.Option(None, min=1, help="sampling steps (default: the checkpoint's)"),
     cfg: float | None = typer.Option(None, help="CFG scale (default: the checkpoint's)"),
@@ -89,15 +97,48 @@ def sample_command(
     device: str = typer.Option("auto", help=DEVICE_HELP),
     grid: Path | None = typer.Option(None, help="also write a PNG grid of the first image of each prompt (<= 64)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the images of an earlier run in --out"),
+    backbone: str | None = typer.Option(None, help=BACKBONE_HELP),
+    model_dir: Path | None = typer.Option(None, "--model", help=MODEL_HELP),
+    lora: Path | None = typer.Option(None, help=LORA_HELP),
+    init_lora: Path | None = typer.Option(None, help=INIT_LORA_HELP),
+    resolution: int | None = typer.Option(None, min=8, help=RESOLUTION_HELP),
+    precision: str = typer.Option("fp32", help=PRECISION_HELP),
 ) -> None:
-    """Sample images for a prompt file into GenEval's folder layout."""
+    """Sample images for prompts into GenEval's folder layout (embedded --checkpoint, or a scale --model)."""
+    from tdmr1.cli import scale_cmd
+    from tdmr1.errors import ConfigError
     from tdmr1.evaluate import sample_to_folder
-    from tdmr1.geneval_layout import read_prompt_file
 
-    metadata = read_prompt_file(prompts, known_tags=None, require_include=False)  # sampling does not judge
+    scale = scale_cmd.is_scale(backbone, model_dir, lora, init_lora)
+    if scale:
+        embedded_only = {"--steps": steps, "--cfg": cfg, "--sampler": sampler, "--shift": shift}
+        scale_cmd.check_scale_options(checkpoint, backbone, model_dir, embedded_only)
+    elif checkpoint is None:
+        raise ConfigError("sample needs --checkpoint DIR (embedded) or --model DIR (a diffusers pipeline folder)")
+    metadata = scale_cmd.prompt_metadata(prompts, prompt)
+    if metadata is None:
+        raise ConfigError("sample needs prompts: --prompts FILE and/or --prompt TEXT")
     if grid is not None:
         check_writable_file(grid, "--grid file")
     prepare_results_dir(out, overwrite)  # before any work: a used folder is refused (or cleared)
+    if scale:
+        scale_cmd.scale_sample(
+            model_dir,
+            backbone,
+            scale_cmd.adapter_path(lora, init_lora),
+            metadata,
+            out,
+            resolution=resolution,
+            precision=precision,
+            seed=seed,
+            images_per_prompt=images_per_prompt,
+            batch_size=batch_size,
+            device=device,
+            grid=grid,
+        )
+        return
+    if resolution is not None or precision != "fp32":
+        raise ConfigError("--resolution and --precision are scale-path options (with --model)")
     model = _load(checkpoint, device)
     sampling = _sampling(model.meta, steps, cfg, sampler, shift)
     _warn_prompt_words(model.tokenizer, [md["prompt"] for md in metadata])
@@ -116,7 +157,7 @@ def sample_command(
 
 def eval_command(
     world: str = typer.Option("shapes", help="embedded world whose benchmark to run"),
-    checkpoint: Path = typer.Option(..., help="model folder"),
+    checkpoint: Path | None = typer.Option(None, help="model folder"),
     steps: int | None = typer.Option(None, help="sampling steps (default: the checkpoint's)"),
     cfg: float | None = typer.Option(None, help="CFG scale (default: the checkpoint's)"),
     sampler: str | None = typer.Option(None, help="euler | dpm (default: the checkpoint's)"),
@@ -128,16 +169,66 @@ def eval_command(
     json_out: Path | None = typer.Option(None, "--json", help="also write the results JSON here"),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier evaluation in --out"),
+    backbone: str | None = typer.Option(None, help=BACKBONE_HELP),
+    model_dir: Path | None = typer.Option(None, "--model", help=MODEL_HELP),
+    lora: Path | None = typer.Option(None, help=LORA_HELP),
+    init_lora: Path | None = typer.Option(None, help=INIT_LORA_HELP),
+    prompts: Path | None = typer.Option(None, help="scale path: prompt file (default: the world's benchmark)"),
+    prompt: list[str] = typer.Option([], "--prompt", help="scale path: a prompt (repeatable)"),
+    reward: str | None = typer.Option(
+        None, help="scale path: reward spec (name, module:attr, file.py:attr, http://host:port; default: the world's)"
+    ),
+    resolution: int | None = typer.Option(None, min=8, help=RESOLUTION_HELP),
+    precision: str = typer.Option("fp32", help=PRECISION_HELP),
+    batch_size: int = typer.Option(8, min=1, help="scale path: images per forward pass"),
 ) -> None:
-    """Sample the benchmark suite, score it, print the per-tag table and write JSON."""
+    """Sample the benchmark suite (or prompts), score it, print the per-tag table and write JSON."""
     import json
 
+    from tdmr1.cli import scale_cmd
+    from tdmr1.errors import ConfigError
     from tdmr1.evaluate import evaluate
     from tdmr1.scoring import print_summary
 
+    scale = scale_cmd.is_scale(backbone, model_dir, lora, init_lora)
+    if scale:
+        embedded_only = {"--steps": steps, "--cfg": cfg, "--sampler": sampler, "--shift": shift}
+        scale_cmd.check_scale_options(checkpoint, backbone, model_dir, embedded_only)
+    elif checkpoint is None:
+        raise ConfigError("eval needs --checkpoint DIR (embedded) or --model DIR (a diffusers pipeline folder)")
+    elif prompts is not None or prompt or reward is not None or resolution is not None or precision != "fp32":
+        raise ConfigError(
+            "--prompts, --prompt, --reward, --resolution and --precision are scale-path options (with --model)"
+        )
     if json_out is not None:
         check_writable_file(json_out, "--json file")
     prepare_results_dir(out, overwrite)  # before any work: a used folder is refused (or cleared)
+    if scale:
+        result = scale_cmd.scale_eval(
+            model_dir,
+            backbone,
+            scale_cmd.adapter_path(lora, init_lora),
+            scale_cmd.prompt_metadata(prompts, prompt),
+            world,
+            reward,
+            out,
+            limit_prompts=limit_prompts,
+            resolution=resolution,
+            precision=precision,
+            seed=seed,
+            images_per_prompt=images_per_prompt,
+            batch_size=batch_size,
+            device=device,
+            overwrite=overwrite,
+        )
+        print_summary(
+            result,
+            title=f"{result['backbone']}: {model_dir} + {result['lora']} @ {result['nfe']} NFE "
+            f"({result['sampler']}, reward {result['reward']}, {result['sampling_seconds']} s)",
+        )
+        if json_out is not None:
+            atomic_write_text(json_out, json.dumps(result, indent=2))
+        return
     model = _load(checkpoint, device)
     sampling = _sampling(model.meta, steps, cfg, sampler, shift)
     result = evaluate(model, world, sampling, out, images_per_prompt, limit_prompts, seed)
@@ -157,9 +248,17 @@ def distill_command(
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
     out: Path = typer.Option(Path("runs/distill"), help="run folder (state, logs, grids, exported student)"),
     resume: bool = typer.Option(True, help="continue from the run folder's state if there is one"),
+    backbone: str | None = typer.Option(None, help="not supported: the scale path starts from the authors' TDM LoRA"),
+    model_dir: Path | None = typer.Option(None, "--model", help="not supported (see --backbone)"),
 ) -> None:
-    """TDM distillation of the teacher into a 4-step student (data-free, prompts only)."""
+    """TDM distillation of the teacher into a 4-step student (data-free, prompts only; embedded teachers)."""
     from tdmr1.training.distill import DistillConfig, distill
+
+    if backbone is not None or model_dir is not None:
+        from tdmr1.cli.scale_cmd import DISTILL_SCALE_MESSAGE
+        from tdmr1.errors import ConfigError
+
+        raise ConfigError(DISTILL_SCALE_MESSAGE)
 
     teacher_path = resolve_checkpoint(teacher or f"checkpoints/{world}/teacher")
     cfg = load_config(DistillConfig, config, set_, values={"world": world, "teacher": str(teacher_path)})
