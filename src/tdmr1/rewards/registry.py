@@ -7,6 +7,12 @@ A spec (``RLConfig.reward``) is one of
   (one source of truth: ``World.make_reward``, nothing duplicated here);
 - ``http://host:port``: a reward served by ``tdmr1 serve-reward`` (``rewards.remote``);
 - ``likes``: a person's like / dislike in a web page (``rewards.likes``);
+- ``ocr-det``: OCR with text detection for real (512-1024 px) images (``rewards.ocr_det``), options
+  ``threads``, ``use_cls``, ``limit_side``;
+- ``geneval-det``: GenEval's rules on your detector (``rewards.geneval_det``); needs the option ``detector``
+  (``module:attr``, ``file.py:attr`` or ``http://host:port``), e.g. ``{geneval-det: {detector: det.py:detect}}``,
+  and takes ``threshold``, ``counting_threshold``, ``max_objects``, ``nms_threshold``, ``color`` and, for an
+  http detector, ``timeout_s``, ``retries``, ``backoff_s``, ``batch_size``, ``token``;
 - ``module:attr`` or ``path/to/file.py:attr``: a reward class or factory of your own;
 - a mapping ``{spec: weight}`` (a weighted sum, each part logged) where a value may also be a mapping
   of options, e.g. ``{http://host:port: {weight: 0.5, timeout_s: 30, retries: 2}}`` or
@@ -37,6 +43,18 @@ REWARDS: dict[str, Callable[[], Reward]] = {}
 
 _REMOTE_OPTIONS = {"reward", "timeout_s", "retries", "backoff_s", "batch_size", "cache", "token"}
 _LIKES_OPTIONS = {"host", "port", "token", "replay", "db", "run", "open_browser"}
+#: rewards on real images that take options: name -> (module, class, option names)
+_REAL_IMAGE_REWARDS: dict[str, tuple[str, str, frozenset[str]]] = {
+    "ocr-det": ("tdmr1.rewards.ocr_det", "OcrDetReward", frozenset({"threads", "use_cls", "limit_side"})),
+    "geneval-det": (
+        "tdmr1.rewards.geneval_det",
+        "GenEvalDetReward",
+        frozenset(
+            {"detector", "threshold", "counting_threshold", "max_objects", "nms_threshold", "color"}
+            | {"timeout_s", "retries", "backoff_s", "batch_size", "token"}
+        ),
+    ),
+}
 
 
 def register_reward(name: str, factory: Callable[[], Reward]) -> None:
@@ -47,7 +65,20 @@ def register_reward(name: str, factory: Callable[[], Reward]) -> None:
 def known_rewards() -> list[str]:
     from tdmr1.worlds import known_worlds
 
-    return sorted({*known_worlds(), *ALIASES, *REWARDS, "likes"})
+    return sorted({*known_worlds(), *ALIASES, *REWARDS, *_REAL_IMAGE_REWARDS, "likes"})
+
+
+def _real_image_reward(name: str, options: Mapping[str, Any]) -> Reward:
+    module, cls, known = _REAL_IMAGE_REWARDS[name]
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"reward {name}: unknown option {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    if name == "geneval-det" and "detector" not in options:
+        raise ConfigError(
+            "reward geneval-det needs a detector: reward: {geneval-det: {detector: my_det.py:detect}} "
+            "(module:attr, file.py:attr or http://host:port)"
+        )
+    return getattr(importlib.import_module(module), cls)(**options)
 
 
 def named_reward(name: str) -> Reward:
@@ -56,6 +87,8 @@ def named_reward(name: str) -> Reward:
 
     if name in REWARDS:
         return REWARDS[name]()
+    if name in _REAL_IMAGE_REWARDS:
+        return _real_image_reward(name, {})
     world = ALIASES.get(name, name)
     if world in known_worlds():
         return get_world(world).make_reward()
@@ -64,14 +97,15 @@ def named_reward(name: str) -> Reward:
     raise ConfigError(f"unknown reward {name!r} (known: {', '.join(known_rewards())}, http://host:port, module:attr)")
 
 
-def _import_reward(spec: str) -> Callable[[], Reward]:
+def import_callable(spec: str, what: str = "reward") -> Callable[..., Any]:
+    """The callable ``attr`` of ``module:attr`` or ``path/to/file.py:attr`` (``what`` names it in errors)."""
     target, _, attr = spec.rpartition(":")
     try:
         if target.endswith(".py"):
             path = Path(target)
             if not path.is_file():
-                raise ConfigError(f"reward file not found: {path}")
-            module_spec = importlib.util.spec_from_file_location(f"tdmr1_user_reward_{path.stem}", path)
+                raise ConfigError(f"{what} file not found: {path}")
+            module_spec = importlib.util.spec_from_file_location(f"tdmr1_user_{what}_{path.stem}", path)
             module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
             module_spec.loader.exec_module(module)  # type: ignore[union-attr]
         else:
@@ -79,11 +113,15 @@ def _import_reward(spec: str) -> Callable[[], Reward]:
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - user code
-        raise ConfigError(f"cannot import reward {spec!r}: {type(exc).__name__}: {exc}") from None
+        raise ConfigError(f"cannot import {what} {spec!r}: {type(exc).__name__}: {exc}") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise ConfigError(f"reward {spec!r}: {target} has no callable {attr!r}")
+        raise ConfigError(f"{what} {spec!r}: {target} has no callable {attr!r}")
     return factory
+
+
+def _import_reward(spec: str) -> Callable[[], Reward]:
+    return import_callable(spec, "reward")
 
 
 def _single(key: str, options: Mapping[str, Any], run_dir: Path | None) -> Reward:
@@ -106,6 +144,8 @@ def _single(key: str, options: Mapping[str, Any], run_dir: Path | None) -> Rewar
         from tdmr1.rewards.likes import LikesReward
 
         return LikesReward(run_dir=run_dir, **options)
+    if key in _REAL_IMAGE_REWARDS and key not in REWARDS:
+        return _real_image_reward(key, options)
     if options:
         raise ConfigError(f"reward {key!r} takes no options (got {', '.join(sorted(options))})")
     return named_reward(key)
