@@ -278,3 +278,34 @@ def test_png_round_trip_is_lossless():
     img = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     assert np.array_equal(decode_image(encode_image(img)), img)
     assert json.loads(json.dumps({"x": base64.b64encode(b"a").decode()}))
+
+
+@pytest.mark.parametrize("flags, size", [([], [32, 32]), (["--any-size"], None)])
+def test_serve_reward_cli_fixes_the_world_size_unless_any_size(monkeypatch, tmp_path, flags, size):
+    """`tdmr1 serve-reward` refuses a foreign image size with a 4xx, and takes any size with --any-size
+    (a reward of any size served; the world's own reward still refuses 64x64 with 422 and a reason)."""
+    import uvicorn
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from tdmr1.cli.app import app as cli
+
+    (tmp_path / "mean.py").write_text(
+        "import numpy as np\n"
+        "def Mean():\n"
+        "    return lambda images, prompts, metadata: np.asarray(images, np.float32).mean(axis=(1, 2, 3)) / 255\n"
+    )
+    apps = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: apps.append(app))
+    args = ["serve-reward", "--world", "shapes", "--port", "0", "--reward", f"{tmp_path / 'mean.py'}:Mean", *flags]
+    result = CliRunner().invoke(cli, [*args, "--reward", "shapes"])
+    assert result.exit_code == 0, result.output
+    client = TestClient(apps[0])
+    assert client.get("/health").json()["image_size"] == size
+    body = {"prompts": ["a photo of a red circle"], "images": [encode_image(np.full((64, 64, 3), 51, np.uint8))]}
+    answer = client.post(SCORE_PATH, json=body)
+    assert answer.status_code == (200 if size is None else 422), answer.text
+    if size is None:
+        assert answer.json()["scores"] == [pytest.approx(0.2)]
+        refused = client.post(SCORE_PATH, json={**body, "reward": "shapes"})
+        assert refused.status_code == 422 and "32x32" in refused.json()["error"], refused.text

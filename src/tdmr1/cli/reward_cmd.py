@@ -19,6 +19,9 @@ def serve_reward_command(
     ),
     max_images: int = typer.Option(256, "--max-images", min=1, help="Most images per request."),
     max_body_mb: float = typer.Option(32.0, "--max-body-mb", min=0.01, help="Largest request body in MiB."),
+    any_size: bool = typer.Option(
+        False, "--any-size", help="Accept images of any size (real-image rewards such as ocr-det, geneval-det)."
+    ),
 ) -> None:
     """Serve a reward over HTTP: POST /v1/score (JSON, base64 PNG images), GET /health."""
     try:
@@ -36,9 +39,11 @@ def serve_reward_command(
         rewards[getattr(own, "name", world)] = own
     token = resolve_token(host, token)
     limits = Limits(max_images=max_images, max_body_bytes=int(max_body_mb * 1024 * 1024))
-    app = create_reward_app(rewards, image_size=w.image_size, limits=limits, token=token)
+    image_size = None if any_size else w.image_size
+    app = create_reward_app(rewards, image_size=image_size, limits=limits, token=token)
     where = f"http://{host}:{port}"
-    print(f"serving reward(s) {', '.join(rewards)} for world {world} ({w.image_size[0]}x{w.image_size[1]}) at {where}")
+    size = "images of any size" if image_size is None else f"world {world} ({image_size[0]}x{image_size[1]})"
+    print(f"serving reward(s) {', '.join(rewards)} for {size} at {where}")
     if token:
         note = "" if is_loopback(host) else " (generated: this server listens beyond this machine)"
         print(f"access token{note}: {token}  (clients: export TDMR1_REWARD_TOKEN=...)")

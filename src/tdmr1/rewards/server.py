@@ -168,6 +168,8 @@ def create_reward_app(
 
         try:
             out = await run_in_threadpool(run)
+        except DataError as exc:  # the reward refused these images (size, channels, ...): the client's to fix
+            return error(422, f"reward {name!r} refused the request: {exc}")
         except Exception as exc:  # noqa: BLE001 - the reward is a black box
             return error(500, f"reward {name!r} raised {type(exc).__name__}: {exc}")
         scores = np.asarray(getattr(out, "scores", out), dtype=np.float64)
