@@ -54,7 +54,8 @@ def _run(rank: int, world: int, init_file: str | None, out_dir: str) -> None:
         torch.randn(4, 16, generator=g),
     )
     rewards, group = torch.rand(4, generator=g), torch.tensor([0, 0, 1, 1])
-    rows = BatchLayout(group_size=2, groups=2, processes=world, per_device_batch=2).rows(rank)
+    layout = BatchLayout(group_size=2, groups=2, processes=world, per_device_batch=4 // world, rank=rank)
+    rows = layout.rows()
     losses = {}
     for role in ROLES:
         with roles.use(role):
@@ -72,7 +73,7 @@ def _run(rank: int, world: int, init_file: str | None, out_dir: str) -> None:
                 p.sub_(1.0 * p.grad)
                 p.grad = None
         losses[role] = float(gather_cat(loss.detach().reshape(1)).mean())
-    adv = group_advantages(gather_cat(rewards[rows]), group)
+    adv = group_advantages(layout.gather_rows(rewards[rows]), group)
     out = {
         "params": {role: [p.detach().clone() for p in roles.parameters(role)] for role in ROLES},
         "losses": losses,
@@ -108,8 +109,17 @@ def test_two_gloo_processes_keep_every_role_in_sync(tmp_path):
 def test_batch_layout_errors():
     layout = BatchLayout(group_size=24, groups=48, processes=8, per_device_batch=12)
     assert layout.images == 1152 and layout.images_per_process == 144 and layout.micro_batches == 12
-    assert layout.rows(1) == slice(144, 288)
-    with pytest.raises(ConfigError, match="do not split evenly"):
+    assert layout.share == 3 and layout.minibatch_groups == 4
+    rows = layout.rows(1)  # 3 images of every group
+    assert len(rows) == 144 and rows[:6].tolist() == [3, 4, 5, 27, 28, 29]
+    every = torch.cat([layout.rows(r) for r in range(8)])
+    assert sorted(every.tolist()) == list(range(1152))
+    full = torch.arange(1152.0)
+    local = [BatchLayout(24, 48, 8, 12, rank=r).mine(full) for r in range(8)]
+    assert torch.equal(torch.stack([x.reshape(48, 3) for x in local], 1).flatten(), full)  # a partition
+    with pytest.raises(ConfigError, match="group_size 5 does not split evenly over 2 processes"):
         BatchLayout(group_size=5, groups=3, processes=2, per_device_batch=1)
-    with pytest.raises(ConfigError, match="per_device_batch"):
+    with pytest.raises(ConfigError, match="per_device_batch 10 is not a multiple of 3"):
         BatchLayout(group_size=24, groups=48, processes=8, per_device_batch=10)
+    with pytest.raises(ConfigError, match="does not divide the 40 groups"):
+        BatchLayout(group_size=24, groups=40, processes=8, per_device_batch=9)

@@ -3,9 +3,14 @@ the group Bradley-Terry surrogate loss with its clips (implicit, the paper's; ex
 variant), the generator's reward directions and its three-term loss.
 
 Shapes: images [N, C, H, W]; per-sample values [N]; ``group`` [N] holds each sample's prompt-group id.
+Several processes: a ``group_reduce`` (``tdmr1.training.distributed.mean_over_ranks``) turns the group
+means of this rank's share of each group into the whole group's (values of the other ranks, gradient of
+this rank's rows); None = one process.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -13,13 +18,27 @@ from torch import Tensor
 from tdmr1.flow import bridge_coefficients, expand_like
 from tdmr1.losses import direction_loss, dmd_normaliser, per_sample_mean
 
+GroupReduce = Callable[[Tensor], Tensor]
 
-def group_mean(values: Tensor, group: Tensor) -> Tensor:
-    """Each sample's group mean of ``values`` [N] (groups given by integer ids)."""
+
+def group_means(values: Tensor, group: Tensor, group_reduce: GroupReduce | None = None) -> tuple[Tensor, Tensor]:
+    """(means [n_groups] in sorted id order, each sample's group index [N]). With ``group_reduce`` the
+    means are averaged over processes holding equal shares of each group: the value is the whole group's
+    mean, the gradient (scaled by the number of processes, which averaging gradients over processes undoes)
+    flows through this process's rows."""
     ids, inverse = torch.unique(group, return_inverse=True)
     sums = values.new_zeros(len(ids)).index_add_(0, inverse, values)
     counts = values.new_zeros(len(ids)).index_add_(0, inverse, torch.ones_like(values))
-    return (sums / counts)[inverse]
+    means = sums / counts
+    if group_reduce is not None:
+        means = means + (group_reduce(means.detach()) - means.detach())
+    return means, inverse
+
+
+def group_mean(values: Tensor, group: Tensor, group_reduce: GroupReduce | None = None) -> Tensor:
+    """Each sample's group mean of ``values`` [N] (groups given by integer ids)."""
+    means, inverse = group_means(values, group, group_reduce)
+    return means[inverse]
 
 
 def group_advantages(rewards: Tensor, group: Tensor, eps: float = 1e-4, clip: float = 5.0) -> Tensor:
@@ -44,10 +63,12 @@ def surrogate_target(x_k: Tensor, s_k: Tensor, xi: Tensor, tau: Tensor) -> tuple
     return x_tau, v_star
 
 
-def bt_group_weights(adv: Tensor, d: Tensor, d_ref: Tensor, group: Tensor, beta: float) -> Tensor:
+def bt_group_weights(
+    adv: Tensor, d: Tensor, d_ref: Tensor, group: Tensor, beta: float, group_reduce: GroupReduce | None = None
+) -> Tensor:
     """sg(sigmoid(S_g)) per sample, S_g = (beta / G) sum_{i in g} A_i (d_i - d_ref_i)."""
     with torch.no_grad():
-        s_g = beta * group_mean(adv * (d - d_ref), group)
+        s_g = beta * group_mean(adv * (d - d_ref), group, group_reduce)
         return torch.sigmoid(s_g)
 
 
@@ -64,6 +85,7 @@ def surrogate_loss(
     d_base: Tensor | None = None,
     anchor_limit: float = 0.05,
     anchor_weight: float = 1e-3,
+    group_reduce: GroupReduce | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """Group Bradley-Terry loss on per-sample distances d_i = mean||v* - v_sur||^2 (d_ref from the reference).
 
@@ -81,7 +103,7 @@ def surrogate_loss(
         right_side = adv * (d.detach() - d_base.detach()) < 0
         keep &= ~((anchor.detach() > anchor_limit) & right_side)
     d_used = torch.where(keep, d, d.detach())
-    weight = bt_group_weights(adv, d, d_ref, group, beta)
+    weight = bt_group_weights(adv, d, d_ref, group, beta, group_reduce)
     per = weight * adv * d_used
     if step_weight is not None:
         per = per * step_weight
@@ -96,14 +118,19 @@ def guided(uncond: Tensor, cond: Tensor, guidance_scale: float) -> Tensor:
     return uncond + guidance_scale * (cond - uncond)
 
 
-def explicit_surrogate_loss(r: Tensor, adv: Tensor, group: Tensor, beta: float) -> Tensor:
+def explicit_surrogate_loss(
+    r: Tensor, adv: Tensor, group: Tensor, beta: float, group_reduce: GroupReduce | None = None
+) -> Tensor:
     """Group Bradley-Terry loss of an explicit reward r [N] (the explicit surrogate's variant):
     mean over groups of softplus(-S_g), S_g = (beta / G) sum_{i in g} A_i r_i, which is the implicit loss
     with r in place of d_ref - d (same sign: higher r = better)."""
     ids, inverse = torch.unique(group, return_inverse=True)
     sums = r.new_zeros(len(ids)).index_add(0, inverse, adv * r)
     counts = r.new_zeros(len(ids)).index_add(0, inverse, torch.ones_like(r))
-    return torch.nn.functional.softplus(-beta * sums / counts).mean()
+    s_g = -beta * sums / counts
+    if group_reduce is not None:  # the whole group's S_g, gradient through this process's rows
+        s_g = s_g + (group_reduce(s_g.detach()) - s_g.detach())
+    return torch.nn.functional.softplus(s_g).mean()
 
 
 def explicit_reward_direction(grad: Tensor, step: float) -> Tensor:

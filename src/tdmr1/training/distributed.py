@@ -9,31 +9,44 @@ the other roles silently drift apart on each GPU (reproduced in ``tests/test_sca
 also assumes one forward/backward per step over a fixed parameter set, while an iteration here runs
 several roles, some without grad, in one graph.
 
-So the denoiser is **not** wrapped. Each process holds the full backbone (``model.to(accelerator.device)``),
-and after a role's backward (all micro-batches accumulated) :meth:`RoleSync.all_reduce` averages that
-role's gradients over processes in flattened buckets, right before its optimiser step; at start
-:meth:`RoleSync.broadcast` copies every role's adapter from rank 0 (LoRA A matrices are random). Only
-adapter gradients travel (18.8 M floats per role on SD3.5-M). This works under ``accelerate launch`` or
-``torchrun`` alike: both create the default ``torch.distributed`` process group that is used here;
-with one process everything is a no-op.
+So the denoiser is **not** wrapped. Each process holds the full backbone (``model.to(device)``), and
+after a role's backward (all micro-batches accumulated) :func:`all_reduce_grads` averages that role's
+gradients over processes in flattened buckets, right before its optimiser step (the explicit
+surrogate's reward head too); at start :meth:`RoleSync.broadcast` copies every role's adapter from rank
+0 (LoRA A matrices are random). Only adapter gradients travel (18.8 M floats per role on SD3.5-M). The
+process group is the default ``torch.distributed`` one, created by :func:`init_from_env` through
+accelerate's ``PartialState`` under ``accelerate launch`` or ``torchrun`` (or by the caller); with one
+process everything here is a no-op and the trainer computes exactly what it computed before.
 
-Randomness: draws that must agree across ranks (tau, the step index k, the per-group noise of the
-surrogate target) come from :func:`shared_generator` (same seed and step on every rank); per-image
-rollout noise comes from a rank-specific one. Groups may span ranks: rewards are all-gathered
-(:func:`gather_cat`) before advantages and Bradley-Terry group sums are computed, so they equal the
+Layout (:class:`BatchLayout`). Every prompt group's G images are split evenly over the W processes
+(G / W rows of every group on every rank), so a minibatch of whole groups gives every rank the same
+number of rows, its per-device micro-batch. Groups therefore span ranks: rewards are all-gathered
+(:meth:`BatchLayout.gather_rows`) before advantages, and the group Bradley-Terry sums are averaged over
+ranks (:func:`mean_over_ranks` as ``group_reduce`` of the surrogate losses), so both equal the
 single-process ones.
+
+Randomness. The trainer's generator is seeded alike and advanced alike on every rank, so draws per
+group or per iteration (prompt picks, minibatch order, step indices, the surrogate's k, tau and group
+noise, replay picks) are identical everywhere, because every rank holds a share of every group. Draws
+per image (rollout noise, the fake score's and the generator's tau and noise) are drawn for the whole
+batch on every rank and sliced to this rank's rows (:meth:`BatchLayout.mine`): W processes with
+batch B/W compute what one process computes with batch B, up to float rounding of the reductions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
 from tdmr1.errors import ConfigError
+
+T = TypeVar("T")
 
 
 def is_distributed() -> bool:
@@ -44,6 +57,30 @@ def rank_and_size() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def is_main() -> bool:
+    return rank_and_size()[0] == 0
+
+
+def init_from_env(device: torch.device) -> torch.device:
+    """Join the process group that ``accelerate launch`` / ``torchrun`` describe in the environment
+    (``WORLD_SIZE`` > 1) through accelerate's ``PartialState``; returns this process's device (its own
+    GPU when ``device`` is CUDA). A group created by the caller is used as it is; one process: ``device``."""
+    if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        PartialState(cpu=device.type == "cpu")
+    if is_distributed() and device.type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", dist.get_rank() % torch.cuda.device_count()))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return device
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
 
 
 def _buckets(params: Sequence[nn.Parameter], bucket_elems: int) -> Iterable[list[nn.Parameter]]:
@@ -97,13 +134,65 @@ def gather_cat(t: Tensor) -> Tensor:
     return torch.cat(out)
 
 
+def mean_over_ranks(t: Tensor) -> Tensor:
+    """The average of ``t`` over processes (no gradient through the other ranks' values): a group's
+    mean is the average of the ranks' means of their equal shares of it."""
+    if not is_distributed():
+        return t
+    out = t.detach().clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out / dist.get_world_size()
+
+
+def _comm_device() -> torch.device:
+    """Where small bookkeeping tensors travel: this process's GPU under NCCL, else the CPU."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def average_stats(stats: dict[str, float]) -> dict[str, float]:
+    """Logged numbers (means over this rank's equal share of rows) averaged over processes."""
+    if not is_distributed() or not stats:
+        return stats
+    keys = sorted(stats)
+    values = torch.tensor([float(stats[k]) for k in keys], dtype=torch.float64, device=_comm_device())
+    return dict(zip(keys, mean_over_ranks(values).tolist(), strict=True))
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every process when ``flag`` is true on any (so that all take the same branch)."""
+    if not is_distributed():
+        return flag
+    t = torch.tensor([float(flag)], device=_comm_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def main_first(fn: Callable[[], T]) -> T:
+    """Run ``fn`` on rank 0 while the others wait; every rank gets its result, or raises its exception."""
+    if not is_distributed():
+        return fn()
+    box: list[Any] = [None]
+    if dist.get_rank() == 0:
+        try:
+            box[0] = ("ok", fn())
+        except Exception as exc:  # noqa: BLE001 - re-raised on every rank
+            box[0] = ("error", exc)
+    dist.broadcast_object_list(box, src=0)
+    kind, value = box[0]
+    if kind == "error":
+        raise value
+    return value
+
+
 def shared_generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
     """A generator that yields the same draws on every rank for iteration ``step``."""
     return torch.Generator(device=device).manual_seed(int(seed) * 1_000_003 + int(step))
 
 
 def rank_generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """A generator that differs per rank (per-image rollout noise)."""
+    """A generator that differs per rank."""
     rank, _ = rank_and_size()
     return torch.Generator(device=device).manual_seed((int(seed) * 1_000_003 + int(step)) * 4099 + rank)
 
@@ -122,18 +211,22 @@ class RoleSync:
     def all_reduce(self, name: str) -> None:
         all_reduce_grads(self.roles.parameters(name))
 
-    @torch.no_grad()
     def max_divergence(self, name: str) -> float:
         """Largest |difference| of role ``name``'s weights between this rank and rank 0 (0 when in sync)."""
-        params = self.roles.parameters(name)
-        if not is_distributed() or not params:
-            return 0.0
-        flat = torch.cat([p.detach().reshape(-1) for p in params])
-        ref = flat.clone()
-        dist.broadcast(ref, src=0)
-        diff = (flat - ref).abs().max().reshape(1)
-        dist.all_reduce(diff, op=dist.ReduceOp.MAX)
-        return float(diff)
+        return max_divergence(self.roles.parameters(name))
+
+
+@torch.no_grad()
+def max_divergence(params: Sequence[nn.Parameter]) -> float:
+    """Largest |difference| of ``params`` between this rank and rank 0, over all ranks (0 when in sync)."""
+    if not is_distributed() or not params:
+        return 0.0
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    ref = flat.clone()
+    dist.broadcast(ref, src=0)
+    diff = (flat - ref).abs().max().reshape(1)
+    dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+    return float(diff)
 
 
 def ddp_registered(module: nn.Module) -> list[str]:
@@ -144,27 +237,57 @@ def ddp_registered(module: nn.Module) -> list[str]:
 
 @dataclass(frozen=True)
 class BatchLayout:
-    """How one iteration's m x G images spread over processes and per-device micro-batches."""
+    """How one iteration's m x G images spread over processes and per-device micro-batches.
+
+    Rows are numbered group-major (row g G + i is image i of group g). Every rank holds G / W rows of
+    every group (``share``); a minibatch of ``minibatch_groups`` whole groups gives every rank
+    ``per_device_batch`` = minibatch_groups x G / W rows, and an iteration has ``micro_batches`` of them.
+    """
 
     group_size: int
     groups: int
     processes: int
     per_device_batch: int
+    rank: int = 0
 
     def __post_init__(self) -> None:
         for key in ("group_size", "groups", "processes", "per_device_batch"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if self.images % self.processes:
+        if self.group_size % self.processes:
             raise ConfigError(
-                f"groups x group_size = {self.groups} x {self.group_size} = {self.images} images do not split "
-                f"evenly over {self.processes} processes"
+                f"group_size {self.group_size} does not split evenly over {self.processes} processes: every "
+                "process holds an equal share of every prompt group, so group_size must be a multiple of the "
+                "number of processes"
             )
-        if self.images_per_process % self.per_device_batch:
+        if self.per_device_batch % self.share:
             raise ConfigError(
-                f"{self.images_per_process} images per process are not a multiple of per_device_batch "
-                f"{self.per_device_batch}"
+                f"per_device_batch {self.per_device_batch} is not a multiple of {self.share} (group_size "
+                f"{self.group_size} / {self.processes} processes): a micro-batch holds every process's share "
+                "of whole prompt groups"
             )
+        if self.groups % self.minibatch_groups:
+            raise ConfigError(
+                f"per_device_batch {self.per_device_batch} x {self.processes} processes = "
+                f"{self.minibatch_groups} groups of {self.group_size} per micro-batch, which does not divide "
+                f"the {self.groups} groups (prompts_per_iteration) of an iteration"
+            )
+
+    @classmethod
+    def of_minibatches(cls, group_size: int, groups: int, processes: int, minibatch_groups: int, rank: int = 0):
+        """The layout whose micro-batch is ``minibatch_groups`` whole groups split over the processes."""
+        if group_size % processes:  # per_device_batch below would not be whole: same message
+            return cls(group_size, groups, processes, group_size, rank)
+        return cls(group_size, groups, processes, minibatch_groups * group_size // processes, rank)
+
+    @property
+    def share(self) -> int:
+        """Rows of each prompt group on each process."""
+        return self.group_size // self.processes
+
+    @property
+    def minibatch_groups(self) -> int:
+        return self.per_device_batch * self.processes // self.group_size
 
     @property
     def images(self) -> int:
@@ -179,7 +302,28 @@ class BatchLayout:
         """Gradient-accumulation steps per process and role update."""
         return self.images_per_process // self.per_device_batch
 
-    def rows(self, rank: int) -> slice:
-        """This rank's rows of the iteration's images (group-major order: groups may span ranks)."""
-        n = self.images_per_process
-        return slice(rank * n, (rank + 1) * n)
+    def positions(self, groups: int, rank: int | None = None) -> Tensor:
+        """Rows of rank ``rank`` (default: this layout's) among ``groups`` whole groups laid out group-major."""
+        rank = self.rank if rank is None else rank
+        start = torch.arange(groups).unsqueeze(1) * self.group_size + rank * self.share
+        return (start + torch.arange(self.share)).flatten()
+
+    def rows(self, rank: int | None = None) -> Tensor:
+        """This rank's rows of the iteration's images."""
+        return self.positions(self.groups, rank)
+
+    def mine(self, full: Tensor, dim: int = 0) -> Tensor:
+        """This rank's rows (along ``dim``) of a per-row tensor that every rank holds for whole groups, such
+        as a draw made for the whole batch (identity for one process)."""
+        if self.processes == 1:
+            return full
+        index = self.positions(full.shape[dim] // self.group_size).to(full.device)
+        return full.index_select(dim, index)
+
+    def gather_rows(self, local: Tensor, dim: int = 0) -> Tensor:
+        """Every rank's rows (along ``dim``) put back in group-major order: the inverse of :meth:`mine`."""
+        if self.processes == 1:
+            return local
+        moved = local.movedim(dim, 0)
+        parts = gather_cat(moved).reshape(self.processes, -1, self.share, *moved.shape[1:])
+        return parts.transpose(0, 1).reshape(-1, *moved.shape[1:]).movedim(0, dim)

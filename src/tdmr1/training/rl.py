@@ -11,6 +11,15 @@ merged model and skip validation (the worlds' benchmarks sample with the embedde
 
 Every random draw of training comes from ``self.gen`` (torch) and ``self.rng`` (numpy, prompt picks),
 both saved in the run state, so a resumed run continues exactly as an uninterrupted one.
+
+Several processes (``accelerate launch`` / ``torchrun``, or a process group made by the caller; see
+:mod:`tdmr1.training.distributed`): every process holds G / W images of every prompt group
+(:class:`BatchLayout`), draws what a single process would draw for the whole batch and keeps its rows,
+gathers rewards before the advantages, averages the Bradley-Terry group sums, the logged numbers and,
+before each optimizer step, every role's gradients (the reward head's too); rank 0 writes checkpoints,
+logs and samples, every rank resumes from them. The per-process micro-batch is ``minibatch_groups`` x G /
+W, or, with several processes and a scale config, ``per_device_batch`` (then minibatch_groups =
+per_device_batch x W / G). With one process nothing of this runs.
 """
 
 from __future__ import annotations
@@ -38,6 +47,19 @@ from tdmr1.rewards.guard import SkipBudget, call_reward
 from tdmr1.rewards.registry import make_reward
 from tdmr1.rl_draws import draw_levels, draw_surrogate_points, group_noise
 from tdmr1.rl_losses import generator_rl_loss, group_advantages
+from tdmr1.training.distributed import (
+    BatchLayout,
+    RoleSync,
+    all_reduce_grads,
+    any_rank,
+    average_stats,
+    barrier,
+    broadcast_params,
+    init_from_env,
+    main_first,
+    mean_over_ranks,
+    rank_and_size,
+)
 from tdmr1.training.ema import TensorEMA
 from tdmr1.training.progress import RunLogger
 from tdmr1.training.quick_eval import quick_eval
@@ -46,7 +68,7 @@ from tdmr1.training.state import has_training_state, load_training_state, prepar
 from tdmr1.training.student import ADAPTER_FILE, export_student, load_student_adapter
 from tdmr1.training.surrogates import ExplicitSurrogate, ImplicitSurrogate, Surrogate, clean_margin, reward_point
 from tdmr1.training.system import FewStepSystem
-from tdmr1.training.tdm_losses import fake_update
+from tdmr1.training.tdm_losses import fake_draws, fake_loss
 from tdmr1.utils.grid import save_grid
 from tdmr1.utils.plots import plot_reward_curve
 from tdmr1.worlds import get_world
@@ -62,6 +84,24 @@ class Rollout:
     rewards: torch.Tensor  # [N]
     adv: torch.Tensor  # [N]
     correct: float
+
+    def gathered(self, layout: BatchLayout) -> Rollout:
+        """The whole batch from every process's rows (identity for one process)."""
+        return Rollout(
+            layout.gather_rows(self.states, dim=1),
+            (layout.gather_rows(self.cond[0]), layout.gather_rows(self.cond[1])),
+            *(layout.gather_rows(t) for t in (self.group, self.rewards, self.adv)),
+            self.correct,
+        )
+
+    def mine(self, layout: BatchLayout) -> Rollout:
+        """This process's rows of a whole batch (identity for one process)."""
+        return Rollout(
+            layout.mine(self.states, dim=1),
+            (layout.mine(self.cond[0]), layout.mine(self.cond[1])),
+            *(layout.mine(t) for t in (self.group, self.rewards, self.adv)),
+            self.correct,
+        )
 
 
 class _GeneratorState:
@@ -98,22 +138,42 @@ class _AdapterState:
 
 
 class _ReplayState:
-    """The surrogate's replay buffer of recent rollouts, saved with the run."""
+    """The surrogate's replay buffer of recent rollouts, saved with the run (whole batches: each process
+    keeps its rows when it loads them)."""
 
-    def __init__(self, buffer: deque):
-        self.buffer = buffer
+    def __init__(self, buffer: deque, layout: BatchLayout):
+        self.buffer, self.layout = buffer, layout
 
     def state_dict(self) -> dict[str, Any]:
         return {"rollouts": [vars(ro) for ro in self.buffer]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.buffer.clear()
-        self.buffer.extend(Rollout(**ro) for ro in state["rollouts"])
+        self.buffer.extend(Rollout(**ro).mine(self.layout) for ro in state["rollouts"])
 
 
-def _make_surrogate(system: FewStepSystem, model: EmbeddedT2I, cfg: RLConfig) -> Surrogate:
+class _QuietLog:
+    """What processes other than rank 0 log: nothing."""
+
+    def step(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    scalars = image = info = close = step
+
+
+def batch_layout(cfg: RLConfig, rank: int, processes: int) -> BatchLayout:
+    """How an iteration's images spread over ``processes`` (ConfigError with the reason when they do not):
+    micro-batches of ``minibatch_groups`` groups, or a scale config's ``per_device_batch`` per process."""
+    per_device = getattr(cfg, "per_device_batch", None)
+    if processes > 1 and per_device is not None:
+        return BatchLayout(cfg.group_size, cfg.prompts_per_iteration, processes, per_device, rank)
+    return BatchLayout.of_minibatches(cfg.group_size, cfg.prompts_per_iteration, processes, cfg.minibatch_groups, rank)
+
+
+def _make_surrogate(system: FewStepSystem, model: EmbeddedT2I, cfg: RLConfig, processes: int) -> Surrogate:
+    group_reduce = mean_over_ranks if processes > 1 else None  # each process holds a share of every group
     if cfg.surrogate == "implicit":
-        return ImplicitSurrogate(system, cfg)
+        return ImplicitSurrogate(system, cfg, group_reduce)
     denoiser = model.denoiser
     if not hasattr(denoiser, "mid_block"):
         raise ConfigError(
@@ -121,7 +181,12 @@ def _make_surrogate(system: FewStepSystem, model: EmbeddedT2I, cfg: RLConfig) ->
             "scale-path backbones (sd3, zimage) train the implicit surrogate (surrogate=implicit)"
         )
     return ExplicitSurrogate(
-        system, cfg, denoiser.mid_block, denoiser.config.block_out_channels[-1], denoiser.config.cross_attention_dim
+        system,
+        cfg,
+        denoiser.mid_block,
+        denoiser.config.block_out_channels[-1],
+        denoiser.config.cross_attention_dim,
+        group_reduce,
     )
 
 
@@ -136,7 +201,10 @@ class TDMR1Trainer:
         torch.manual_seed(cfg.seed)  # adapter initialisation
         spec = getattr(cfg, "backbone", None)
         self.scale = spec is not None and spec.path is not None  # a ScaleRLConfig naming a backbone folder
-        self.device = resolve_device(cfg.device)
+        self.device = init_from_env(resolve_device(cfg.device))  # several processes: each its own GPU
+        rank, processes = rank_and_size()
+        self.main = rank == 0
+        self.layout = batch_layout(cfg, rank, processes)
         if self.scale:
             self._load_scale_backbone(cfg)
         else:
@@ -155,7 +223,9 @@ class TDMR1Trainer:
             self._init_scale_generator(cfg)
         else:
             self.roles.load_adapter_state("generator", adapter)
-        self.surrogate = _make_surrogate(self.system, self.model, cfg)
+        self.surrogate = _make_surrogate(self.system, self.model, cfg, processes)
+        RoleSync(self.roles).broadcast()  # every process starts from rank 0's adapters and reward head
+        broadcast_params(self.surrogate.parameters())
         self.world = get_world(cfg.world)
         if not self.scale:
             self.world.check_image_size(self.model.image_shape[1:], f"the model {self.teacher_path}")
@@ -228,16 +298,21 @@ class TDMR1Trainer:
         return read_prompt_file(prompts, known_tags=None, require_include=False)
 
     # ---- state ---------------------------------------------------------------------------------
-    def _state_parts(self) -> tuple[dict[str, Any], dict[str, torch.optim.Optimizer]]:
+    def _state_parts(self, replay: deque | None = None) -> tuple[dict[str, Any], dict[str, torch.optim.Optimizer]]:
         denoiser = _AdapterState(self.model.denoiser) if self.scale else self.model.denoiser
         modules = {"denoiser": denoiser, "gen_ema": self.gen_ema, **self.surrogate.state_modules()}
-        modules |= {"torch_gen": _GeneratorState(self.gen), "replay": _ReplayState(self.replay)}
+        replay_state = _ReplayState(self.replay if replay is None else replay, self.layout)
+        modules |= {"torch_gen": _GeneratorState(self.gen), "replay": replay_state}
         return modules, self.opt
 
     def save(self) -> None:
-        self.export(self.out_dir / "model")  # first: the exported model never lags the state
-        modules, opts = self._state_parts()
-        save_training_state(self.out_dir, self.step, modules, opts, self.rng)
+        """Rank 0 writes (the replay buffer gathered into whole batches first); the others wait."""
+        replay = deque(ro.gathered(self.layout) for ro in self.replay)
+        if self.main:
+            self.export(self.out_dir / "model")  # first: the exported model never lags the state
+            modules, opts = self._state_parts(replay)
+            save_training_state(self.out_dir, self.step, modules, opts, self.rng)
+        barrier()
 
     def export(self, directory: Path) -> None:
         """The generator (EMA weights) as a sampling checkpoint."""
@@ -282,26 +357,37 @@ class TDMR1Trainer:
 
     # ---- rollout -------------------------------------------------------------------------------
     def rollout(self) -> Rollout:
-        cfg = self.cfg
+        """This process's rows of the iteration's m x G images (all of them with one process): the whole
+        batch's prompts and noise are drawn on every process, rewards gathered before the advantages."""
+        cfg, layout = self.cfg, self.layout
         picks = [self.pool[i] for i in self.rng.integers(0, len(self.pool), cfg.prompts_per_iteration)]
         metadata = [md for md in picks for _ in range(cfg.group_size)]
+        metadata = [metadata[i] for i in layout.rows().tolist()]
         prompts = [md["prompt"] for md in metadata]
-        group = torch.arange(cfg.prompts_per_iteration, device=self.device).repeat_interleave(cfg.group_size)
+        groups = torch.arange(cfg.prompts_per_iteration, device=self.device).repeat_interleave(cfg.group_size)
         cond = self.system.encode(prompts)
-        traj = self.system.rollout(cond, self.system.randn(len(prompts), generator=self.gen))
+        traj = self.system.rollout(cond, layout.mine(self.system.randn(layout.images, generator=self.gen)))
         if hasattr(self.reward, "set_iteration"):
             self.reward.set_iteration(self.step)  # likes: label rows carry the trainer's iteration
         timeout = None if getattr(self.reward, "interactive", False) else cfg.reward_timeout_s  # a person: no timeout
-        out = call_reward(self.reward, images_of(self.model, traj.final), prompts, metadata, timeout)
-        self.reward_parts = reward_parts(out.info)  # {"reward/<part>": mean} of a weighted sum, else {}
+        out, failure = None, None
+        try:
+            out = call_reward(self.reward, images_of(self.model, traj.final), prompts, metadata, timeout)
+        except RewardError as exc:
+            failure = exc
+        if any_rank(failure is not None):  # every process stops or skips the batch together
+            raise failure or RewardError("the reward failed on another process")
+        assert out is not None
+        self.reward_parts = average_stats(reward_parts(out.info))  # {"reward/<part>": mean} of a weighted sum
         rewards = torch.from_numpy(out.scores).float().to(self.device)
-        adv = group_advantages(rewards, group, cfg.adv_eps, cfg.adv_clip)
+        adv = group_advantages(layout.gather_rows(rewards), groups, cfg.adv_eps, cfg.adv_clip)
         correct = float(np.mean(out.info["correct"])) if "correct" in out.info else float("nan")
-        return Rollout(traj.states, cond, group, rewards, adv, correct)
+        correct = average_stats({"correct": correct})["correct"]
+        return Rollout(traj.states, cond, layout.mine(groups), rewards, layout.mine(adv), correct)
 
     def minibatches(self, ro: Rollout):
         """Index sets of whole groups, ``minibatch_groups`` groups each, in a random order."""
-        n_prompts, size = len(torch.unique(ro.group)), self.cfg.minibatch_groups
+        n_prompts, size = len(torch.unique(ro.group)), self.layout.minibatch_groups
         order = torch.randperm(n_prompts, generator=self.gen, device=self.device)
         for start in range(0, n_prompts, size):
             yield torch.cat([torch.nonzero(ro.group == g).flatten() for g in order[start : start + size]])
@@ -313,10 +399,18 @@ class TDMR1Trainer:
 
     def _train_steps(self) -> list[int]:
         k = self.sampling.steps
-        return torch.randperm(k, generator=self.gen)[: min(self.cfg.train_steps_per_iteration, k)].tolist()
+        return torch.randperm(k, generator=self.gen, device=self.device)[
+            : min(self.cfg.train_steps_per_iteration, k)
+        ].tolist()
 
     def _n_minibatches(self) -> int:
-        return -(-self.cfg.prompts_per_iteration // self.cfg.minibatch_groups)
+        return -(-self.cfg.prompts_per_iteration // self.layout.minibatch_groups)
+
+    def _whole(self, level: torch.Tensor) -> torch.Tensor:
+        """A micro-step's per-row level (one value: one step index) for the rows of every process."""
+        if self.layout.processes == 1:
+            return level
+        return level[:1].expand(len(level) * self.layout.processes)
 
     def _n_micro(self) -> int:
         """Micro-steps of the fake and generator updates: minibatches x trained step indices."""
@@ -336,10 +430,13 @@ class TDMR1Trainer:
                     )
                 s_next = sys_.sigmas[js + 1]
                 s_upper = sys_.sigmas[js] if cfg.interval == "separate" else torch.ones_like(s_next)
-                loss = fake_update(sys_, x_next, x0_hat, s_next, s_upper, cond, cfg.fake_base_weight, self.gen)
+                shape = (len(self._whole(s_next)), *x_next.shape[1:])  # the whole minibatch's draws
+                tau, noise = fake_draws(sys_, self._whole(s_next), self._whole(s_upper), shape, self.gen)
+                tau, noise = self.layout.mine(tau), self.layout.mine(noise)
+                loss = fake_loss(sys_, x_next, x0_hat, s_next, tau, noise, cond, cfg.fake_base_weight)
                 (loss / self._n_micro()).backward()
                 total, count = total + loss.item(), count + 1
-        return total / max(count, 1)
+        return average_stats({"loss_fake": total / max(count, 1)})["loss_fake"]
 
     def update_surrogate(self, ro: Rollout) -> dict[str, float]:
         """Gradients of one surrogate step on ``ro``: ``surrogate_draws`` group-shared (state, level, noise)
@@ -367,7 +464,7 @@ class TDMR1Trainer:
                 (loss / n_micro).backward()
                 stats["loss_sur"] += loss.item() / n_micro
                 stats["clip_frac"] += info["clip_frac"] / n_micro
-        return stats
+        return average_stats(stats)
 
     def update_generator(self, ro: Rollout) -> dict[str, float]:
         cfg, sys_ = self.cfg, self.system
@@ -381,8 +478,10 @@ class TDMR1Trainer:
                 s_next = sys_.sigmas[js + 1]
                 with torch.no_grad():
                     x_n = x_next.detach()
-                    tau = draw_levels(s_next, sys_.shift, self.gen)
-                    x_tau = sys_.diffuse(x_n, s_next, tau, torch.randn(x_n.shape, generator=self.gen))
+                    tau = self.layout.mine(draw_levels(self._whole(s_next), sys_.shift, self.gen))
+                    shape = (len(self._whole(s_next)), *x_n.shape[1:])  # the whole minibatch's noise
+                    noise = self.layout.mine(torch.randn(shape, generator=self.gen, device=self.device))
+                    x_tau = sys_.diffuse(x_n, s_next, tau, noise)
                     x0_base_c, x0_base_u = sys_.x0_cond_uncond("base", x_tau, tau, cond, uncond)
                     x0_fake = sys_.x0("fake", x_tau, tau, cond)
                 x_tau_r, tau_r = reward_point(x_n, s_next, group, sys_.shift, cfg.t_min_reward, self.gen)
@@ -404,7 +503,7 @@ class TDMR1Trainer:
                 (loss / self._n_micro()).backward()
                 for key, v in {"loss_gen": loss.item(), **info}.items():
                     sums[key] = sums.get(key, 0.0) + v / self._n_micro()
-        return sums
+        return average_stats(sums)
 
     def train_surrogate(self, ro: Rollout) -> dict[str, float]:
         """The surrogate's share of an iteration: ``surrogate_steps`` optimizer steps, the first on the fresh
@@ -415,7 +514,8 @@ class TDMR1Trainer:
             if i == 0 or not cfg.surrogate_replay or not self.replay:
                 batch = ro
             else:
-                batch = self.replay[int(torch.randint(len(self.replay), (1,), generator=self.gen))]
+                pick = torch.randint(len(self.replay), (1,), generator=self.gen, device=self.device)
+                batch = self.replay[int(pick)]
             step_stats = self.update_surrogate(batch)
             step_stats["grad_sur"] = self._step("surrogate")
             self.surrogate.after_step(self.step)
@@ -433,8 +533,11 @@ class TDMR1Trainer:
         gen = torch.Generator(device=self.device).manual_seed(cfg.seed * 1_000_003 + self.step)
         clean, cond, group = ro.states[-1], ro.cond, ro.group
 
+        adv, all_groups = self.layout.gather_rows(ro.adv), self.layout.gather_rows(group)
+
         def rank(t_min: float, t_max: float, draws: int) -> float:
-            return pearson(ro.adv, clean_margin(self.surrogate, clean, cond, group, t_min, t_max, draws, gen), group)
+            margin = clean_margin(self.surrogate, clean, cond, group, t_min, t_max, draws, gen)
+            return pearson(adv, self.layout.gather_rows(margin), all_groups)
 
         out = {"sur_rank": rank(cfg.t_min_surrogate, cfg.t_max_surrogate, cfg.sur_rank_draws)}
         bands = cfg.sur_rank_bands
@@ -444,6 +547,7 @@ class TDMR1Trainer:
 
     def _step(self, role: str) -> float:
         params = [p for g in self.opt[role].param_groups for p in g["params"]]
+        all_reduce_grads([p for p in params if p.grad is not None])  # averaged over processes
         norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
         self.opt[role].step()
         self.opt[role].zero_grad(set_to_none=True)
@@ -454,7 +558,8 @@ class TDMR1Trainer:
         for opt in self.opt.values():
             opt.zero_grad(set_to_none=True)
         ro = self.rollout()
-        stats: dict[str, float] = {"reward": ro.rewards.mean().item(), "correct": ro.correct, **self.reward_parts}
+        reward = float(mean_over_ranks(ro.rewards.mean()))
+        stats: dict[str, float] = {"reward": reward, "correct": ro.correct, **self.reward_parts}
         if self.cfg.sur_rank_every and (self.step + 1) % self.cfg.sur_rank_every == 0:
             stats.update(self.surrogate_rank(ro))  # before the surrogate sees this batch
         stats["loss_fake"] = self.update_fake(ro)
@@ -468,7 +573,9 @@ class TDMR1Trainer:
 
     # ---- evaluation and pictures ---------------------------------------------------------------
     def validate(self) -> dict[str, float]:
-        if self.scale:  # the worlds' benchmarks sample with the embedded sampler: not on latent backbones
+        """A quick benchmark of the EMA generator on rank 0 (nothing on the others and on scale runs: the
+        worlds' benchmarks sample with the embedded sampler)."""
+        if self.scale or not self.main:
             return {}
         self.gen_ema.swap()
         try:
@@ -497,20 +604,22 @@ class TDMR1Trainer:
     # ---- the loop ------------------------------------------------------------------------------
     def run(self, resume: bool = True) -> Path:
         cfg = self.cfg
-        has_state = prepare_run_dir(self.out_dir, resume)
-        if not (has_state and self.resume()):
+        has_state = main_first(lambda: prepare_run_dir(self.out_dir, resume))
+        if not (has_state and self.resume()) and self.main:
             self.grid("before")
-        (self.out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
-        log = RunLogger(
-            self.out_dir, total=cfg.iterations, start=self.step, desc=f"TDM-R1 {cfg.world}", quiet=self.quiet
-        )
+        log: RunLogger | _QuietLog = _QuietLog()
+        if self.main:
+            (self.out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+            log = RunLogger(
+                self.out_dir, total=cfg.iterations, start=self.step, desc=f"TDM-R1 {cfg.world}", quiet=self.quiet
+            )
         t0 = time.time()
         skips = SkipBudget(cfg.max_skipped_batches)
         try:
             if self.step == 0 and cfg.val_every:
                 log.scalars(0, {f"val/{k}": v for k, v in self.validate().items()})
             while self.step < cfg.iterations:
-                if cfg.max_minutes is not None and time.time() - t0 > 60 * cfg.max_minutes:
+                if cfg.max_minutes is not None and any_rank(time.time() - t0 > 60 * cfg.max_minutes):
                     log.info(f"time budget of {cfg.max_minutes} min reached at iteration {self.step}")
                     break
                 try:
@@ -528,15 +637,16 @@ class TDMR1Trainer:
                 log.step(self.step, stats, every=cfg.log_every)
                 if self.step % cfg.checkpoint_every == 0:
                     self.save()
-                if cfg.snapshot_every and self.step % cfg.snapshot_every == 0:
+                if cfg.snapshot_every and self.step % cfg.snapshot_every == 0 and self.main:
                     self.export(self.out_dir / "snapshots" / f"iter_{self.step:05d}")
             if cfg.val_every and self.step % cfg.val_every:
                 log.scalars(self.step, {f"val/{k}": v for k, v in self.validate().items()})
         finally:
             log.close()
         self.save()
-        self.grid("after")
-        plot_reward_curve(self.out_dir, self.out_dir / "reward_curve.png")
+        if self.main:
+            self.grid("after")
+            plot_reward_curve(self.out_dir, self.out_dir / "reward_curve.png")
         log.info(
             f"TDM-R1: {self.step} iterations in {time.time() - t0:.0f} s ({skips.total} skipped batches); "
             f"model at {self.out_dir / 'model'}"

@@ -9,7 +9,8 @@
 
 Each provides ``loss`` (one surrogate micro-step on trajectory states), ``margin`` (the reward of clean
 images in a tau band, for the ``sur_rank`` diagnostic), ``reward_direction`` (the generator's reward
-term) and ``after_step`` (bookkeeping after an optimizer step).
+term) and ``after_step`` (bookkeeping after an optimizer step). ``group_reduce`` (several processes,
+each with a share of every group) makes the Bradley-Terry group sums the whole groups'.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tdmr1.losses import dmd_normaliser, per_sample_mean
 from tdmr1.reward_head import FeatureTap, RewardHead
 from tdmr1.rl_draws import draw_levels, group_noise, n_groups, per_group
 from tdmr1.rl_losses import (
+    GroupReduce,
     explicit_reward_direction,
     explicit_surrogate_loss,
     guided,
@@ -41,8 +43,8 @@ class ImplicitSurrogate:
 
     roles = IMPLICIT_ROLES
 
-    def __init__(self, system: FewStepSystem, cfg: RLConfig):
-        self.system, self.cfg = system, cfg
+    def __init__(self, system: FewStepSystem, cfg: RLConfig, group_reduce: GroupReduce | None = None):
+        self.system, self.cfg, self.group_reduce = system, cfg, group_reduce
         self.ref_role = "base" if cfg.reference == "base" else "surrogate_old"
 
     def parameters(self) -> list[nn.Parameter]:
@@ -85,6 +87,7 @@ class ImplicitSurrogate:
             d_base=dist["d_base"],
             anchor_limit=cfg.anchor_limit,
             anchor_weight=cfg.anchor_weight,
+            group_reduce=self.group_reduce,
         )
 
     @torch.no_grad()
@@ -120,8 +123,16 @@ class ExplicitSurrogate:
 
     roles: list[str] = []
 
-    def __init__(self, system: FewStepSystem, cfg: RLConfig, tap_module: nn.Module, in_channels: int, text_dim: int):
-        self.system, self.cfg = system, cfg
+    def __init__(
+        self,
+        system: FewStepSystem,
+        cfg: RLConfig,
+        tap_module: nn.Module,
+        in_channels: int,
+        text_dim: int,
+        group_reduce: GroupReduce | None = None,
+    ):
+        self.system, self.cfg, self.group_reduce = system, cfg, group_reduce
         self.tap = FeatureTap(tap_module)
         channels = system.model.image_shape[0]
         self.head = RewardHead(in_channels, text_dim, channels, width=cfg.head_width).to(system.device)
@@ -146,7 +157,8 @@ class ExplicitSurrogate:
         with torch.no_grad(), self.tap:
             self.system.velocity("base", x_tau, tau, cond)
         r = self.head(self.tap.features, x_tau, tau, cond)
-        return explicit_surrogate_loss(r * weight, adv, group, self.cfg.beta), {"clip_frac": 0.0}
+        loss = explicit_surrogate_loss(r * weight, adv, group, self.cfg.beta, self.group_reduce)
+        return loss, {"clip_frac": 0.0}
 
     @torch.no_grad()
     def clean_reward(self, x_tau: Tensor, tau: Tensor, v_star: Tensor, cond: Text) -> Tensor:

@@ -4,7 +4,8 @@ Each function draws its noise levels and noise, runs the system's roles and hand
 formulas of :mod:`tdmr1.losses`:
 
 - ``fake_update``: denoising score matching of the fake score on the generator's one-step output
-  diffused to tau (``fake_score_loss`` + the pull toward the frozen base);
+  diffused to tau (``fake_score_loss`` + the pull toward the frozen base); ``fake_draws`` + ``fake_loss``
+  are its two halves;
 - ``generator_loss``: the normalised teacher-vs-fake direction with teacher CFG (``tdm_direction`` /
   ``dmd_normaliser`` / ``direction_loss``).
 """
@@ -28,8 +29,34 @@ def fake_update(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Fake-score DSM loss on the student's step output diffused to tau in (s_next, s_upper]."""
+    tau, noise = fake_draws(system, s_next, s_upper, x_next.shape, generator)
+    return fake_loss(system, x_next, x0_hat, s_next, tau, noise, text, base_weight)
+
+
+def fake_draws(
+    system: FewStepSystem,
+    s_next: torch.Tensor,
+    s_upper: torch.Tensor,
+    shape: torch.Size | tuple[int, ...],
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fake update's draws (tau [N], noise [N, ...]): separate so that several processes can draw a
+    whole batch's and keep their rows (``tdmr1.training.distributed``)."""
     tau = system.sample_levels(s_next, s_upper, generator=generator)
-    noise = torch.randn(x_next.shape, generator=generator, device=x_next.device)
+    return tau, torch.randn(shape, generator=generator, device=s_next.device)
+
+
+def fake_loss(
+    system: FewStepSystem,
+    x_next: torch.Tensor,
+    x0_hat: torch.Tensor,
+    s_next: torch.Tensor,
+    tau: torch.Tensor,
+    noise: torch.Tensor,
+    text,
+    base_weight: float,
+) -> torch.Tensor:
+    """Fake-score DSM loss at x_next diffused to the drawn ``tau`` with ``noise``."""
     x_tau = system.diffuse(x_next.detach(), s_next, tau, noise)
     target = flow_target_from_x0(x_tau, x0_hat.detach(), tau)
     v_base = system.velocity("base", x_tau, tau, text).detach() if base_weight else None
