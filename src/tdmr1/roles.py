@@ -120,8 +120,12 @@ class Roles:
 
     @contextlib.contextmanager
     def use(self, name: str) -> Iterator[None]:
-        """Run the backbone as role ``name`` inside the block (``base`` = adapters off)."""
+        """Run the backbone as role ``name`` inside the block (``base`` = adapters off); no switch when
+        ``name`` is already active."""
         previous = self._active
+        if name == previous:
+            yield
+            return
         self._activate(name)
         try:
             yield

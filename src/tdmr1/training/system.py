@@ -7,16 +7,28 @@ DPM-Solver++ 2M levels), else ``uniform_sigmas(steps, shift)`` with Euler (the e
 
 Anything with ``forward(x, s, text) -> velocity``, ``encode_prompts(prompts)`` and a ``denoiser``
 attribute carrying peft adapters works as the backbone (the embedded model, or a scale-path wrapper).
+
+``fast_roles`` (default on) runs roles on merged, adapter-free ``channels_last`` copies of the denoiser
+(:mod:`tdmr1.merged_roles`): no-grad forwards (rollouts, the targets of frozen roles) on a copy with the
+role merged in, re-merged after the role's weights change; grad forwards of a trained role through its
+merged weights (gradients reach the adapter). Off: every forward on the live peft model. The same function
+either way; float rounding differs (``benchmarks/bench_rl_iteration.py`` measures the speed and checks the
+losses), and a zero adapter still gives the base's output bit for bit. Backbones without a true
+``merged_roles`` attribute (the embedded model has one; the scale-path wrappers do not yet), above
+``merge_max_params``, and forwards under a module hook (the explicit surrogate's feature tap) run live.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
+from tdmr1.errors import ConfigError
 from tdmr1.flow import bridge, euler_step, x0_from_velocity
+from tdmr1.merged_roles import MergedRoles
 from tdmr1.models.registry import schedule_of
 from tdmr1.rl_draws import draw_levels
 from tdmr1.roles import LoraSettings, Roles
@@ -36,7 +48,12 @@ class FewStepSystem:
         steps: int = 4,
         shift: float = 3.0,
         device: torch.device | str = "cpu",
+        fast_roles: bool = True,
+        channels_last: bool = True,
+        merge_max_params: int = 50_000_000,
     ):
+        """``fast_roles``, ``channels_last`` (of the merged copies) and ``merge_max_params`` (larger backbones
+        run live: a copy per role would not fit) choose how roles run; see the module docstring."""
         self.model = model
         model.requires_grad_(False)
         self.roles = Roles(model.denoiser, roles, lora)
@@ -45,6 +62,37 @@ class FewStepSystem:
         sigmas, self.solver = schedule_of(model, steps, shift)
         self.sigmas = sigmas.to(self.device)
         self.shift = shift
+        n_params = sum(p.numel() for p in model.denoiser.parameters())
+        opted_in = getattr(model, "merged_roles", False)  # backbones whose merged forwards are checked
+        self.merged = MergedRoles(self.roles, channels_last) if opted_in and n_params <= merge_max_params else None
+        self.fast_roles = bool(fast_roles)
+
+    def set_fast_roles(self, on: bool) -> None:
+        """Run roles on merged copies (True) or live (False); allowed at any time, the results agree to
+        float rounding."""
+        if not isinstance(on, bool):
+            raise ConfigError(f"fast_roles must be true or false, got {on!r}")
+        self.fast_roles = on
+
+    def _merged_for(self, role: str) -> MergedRoles | None:
+        """The merged copies when ``role`` runs on them in this forward, else None (run live)."""
+        merged = self.merged
+        if merged is None or not self.fast_roles or not merged.supports(role):
+            return None
+        if any(m._forward_hooks or m._forward_pre_hooks for m in self.model.denoiser.modules()):
+            return None  # someone listens to the live modules (e.g. a feature tap)
+        return merged
+
+    @contextlib.contextmanager
+    def running(self, role: str) -> Iterator[None]:
+        """Inside the block, ``self.model(x, s, text)`` runs as ``role`` (no-grad: merged copy when enabled)."""
+        merged = None if torch.is_grad_enabled() else self._merged_for(role)
+        if merged is None:
+            with self.roles.use(role):
+                yield
+        else:
+            with merged.swapped_in(self.model, merged.network(role)):
+                yield
 
     def randn(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Standard normal images [n, C, H, W] on the system's device."""
@@ -55,6 +103,9 @@ class FewStepSystem:
         return self.model.encode_prompts(prompts)
 
     def velocity(self, role: str, x: Tensor, s: Tensor, text: Text) -> Tensor:
+        merged = self._merged_for(role)
+        if merged is not None:
+            return merged.call(self.model, role, torch.is_grad_enabled(), x, s, text)
         with self.roles.use(role):
             return self.model(x, s, text)
 
@@ -69,7 +120,7 @@ class FewStepSystem:
     @torch.no_grad()
     def rollout(self, text: Text, noise: Tensor, role: str = "generator") -> Trajectory:
         """The deterministic K-step path of ``role`` from ``noise`` (all K+1 states kept)."""
-        with self.roles.use(role):
+        with self.running(role):
             return sample(lambda x, s: self.model(x, s, text), noise, self.sigmas, solver=self.solver)
 
     def generator_step(
