@@ -90,6 +90,10 @@ def main(argv: list[str] | None = None) -> None:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "learning_curve.json").write_text(json.dumps(result, indent=2))
+    p, n = student["overall"], max(int(student.get("images") or student.get("scored") or 1), 1)
+    band = 2.0 * (p * (1.0 - p) / n) ** 0.5  # two binomial standard errors of one evaluation of the student
+    values = [r["overall"] for r in rows] + [teacher["overall"], p - band, p + band]
+    mid, half = (min(values) + max(values)) / 2, max((max(values) - min(values)) / 2 + 0.01, 0.05)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharey=True)
     for ax, key, label in zip(
         axes,
@@ -98,11 +102,13 @@ def main(argv: list[str] | None = None) -> None:
         strict=True,
     ):
         ax.plot([r[key] for r in rows], [r["overall"] for r in rows], "o-", label="TDM-R1 (4 NFE)")
-        ax.axhline(student["overall"], color="grey", ls="--", label="TDM student (4 NFE)")
+        ax.axhline(p, color="grey", ls="--", label="TDM student (4 NFE)")
+        ax.axhspan(p - band, p + band, color="grey", alpha=0.15, label="student +- 2 s.e. (one evaluation)")
         ax.axhline(teacher["overall"], color="black", ls=":", label="teacher (80 NFE)")
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"{config['world']} benchmark overall")
+    axes[0].set_ylim(mid - half, mid + half)  # at least +-0.05: a flat run must look flat
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(args.out / "learning_curve.png", dpi=110)
