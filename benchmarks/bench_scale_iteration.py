@@ -214,7 +214,7 @@ def build_trainer(args: argparse.Namespace, batch: int, checkpointing: bool, out
     with mock.patch("tdmr1.models.registry.load_backbone", lambda spec, device="cpu": backbone.to(device)):
         trainer = TDMR1Trainer(cfg, out_dir, quiet=True)
     if hasattr(trainer.system, "set_fast_roles"):  # the real-size path: live peft roles (merged copies are for
-        trainer.system.set_fast_roles("off")  # small backbones only), so --tiny runs the same code
+        trainer.system.set_fast_roles(False)  # small backbones only), so --tiny runs the same code
     return trainer, transformer
 
 
