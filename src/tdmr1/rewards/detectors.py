@@ -28,14 +28,9 @@ arrays when their sizes differ.
 from __future__ import annotations
 
 import base64
-import http.client
 import inspect
 import io
-import json
 import math
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,12 +39,12 @@ import numpy as np
 from PIL import Image
 
 from tdmr1.errors import ConfigError, RewardError
+from tdmr1.rewards.http_json import JsonPoster
 from tdmr1.rewards.protocol import encode_image
 
 DETECT_PATH = "/v1/detect"
 #: Environment variable holding the detector server's access token (when not given).
 DETECTOR_TOKEN_ENV = "TDMR1_DETECTOR_TOKEN"
-_RETRY_STATUS = {429, 502, 503, 504}
 
 Detector = Callable[[np.ndarray], Sequence[Sequence[Mapping[str, Any]]]]
 
@@ -158,37 +153,15 @@ class RemoteDetector:
         self.timeout_s, self.retries, self.backoff_s = float(timeout_s), int(retries), float(backoff_s)
         self.batch_size = max(1, int(batch_size))
         self.token = token if token is not None else os.environ.get(DETECTOR_TOKEN_ENV)
-        self.requests = 0
+        self._http = JsonPoster(self.url, "detector server", self.timeout_s, self.retries, self.backoff_s, self.token)
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests sent so far (a cache hit sends none)."""
+        return self._http.requests
 
     def _post(self, payload: dict[str, Any]) -> Any:
-        body = json.dumps(payload).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            request = urllib.request.Request(self.url + DETECT_PATH, data=body, headers=headers, method="POST")
-            self.requests += 1
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:
-                    raw = resp.read()
-            except urllib.error.HTTPError as exc:
-                reason = _reason(exc)
-                if exc.code in _RETRY_STATUS:
-                    last = f"HTTP {exc.code}: {reason}"
-                    continue
-                raise RewardError(f"detector server {self.url} answered {exc.code}: {reason}") from None
-            except (TimeoutError, urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-                cause = getattr(exc, "reason", exc)
-                last = f"{type(cause).__name__}: {cause}"
-                continue
-            try:
-                return json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise RewardError(f"detector server {self.url} answered with malformed JSON") from None
-        raise RewardError(f"detector server {self.url} failed after {self.retries + 1} tries: {last}")
+        return self._http.post(DETECT_PATH, payload)
 
     def __call__(self, images: np.ndarray | Sequence[np.ndarray]) -> list[list[dict[str, Any]]]:
         out: list[list[dict[str, Any]]] = []
@@ -201,14 +174,6 @@ class RemoteDetector:
                 raise RewardError(f"detector server {self.url} returned {got} results for {len(part)} images")
             out.extend(found)
         return out
-
-
-def _reason(exc: urllib.error.HTTPError) -> str:
-    try:
-        data = json.loads(exc.read() or b"{}")
-        return str(data.get("error") or data.get("detail") or exc.reason)
-    except Exception:  # noqa: BLE001 - any body: fall back to the status text
-        return str(exc.reason)
 
 
 def load_detector(spec: str | Detector, **options: Any) -> Detector:

@@ -13,16 +13,12 @@ restarted run does not pay again for images the server has already scored.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import math
 import os
-import socket
 import sqlite3
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +26,9 @@ import numpy as np
 
 from tdmr1.errors import RewardError
 from tdmr1.rewards.base import RewardOutput, validate_images
+from tdmr1.rewards.http_json import JsonPoster
 from tdmr1.rewards.protocol import SCORE_PATH, encode_image, image_hash, metadata_key
 from tdmr1.rewards.server import TOKEN_ENV
-
-_RETRY_STATUS = {429, 502, 503, 504}
 
 
 def default_cache_path() -> Path:
@@ -118,43 +113,16 @@ class RemoteReward:
         if cache is True:
             cache = cache_path or default_cache_path()
         self.cache = ScoreCache(cache) if cache else None
-        self.requests = 0  # HTTP requests sent (tests: a cache hit sends none)
+        self._http = JsonPoster(self.url, "reward server", self.timeout_s, self.retries, self.backoff_s, self.token)
 
     # ---- HTTP ----------------------------------------------------------------------------------
-    def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
-        body = json.dumps(payload).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            request = urllib.request.Request(self.url + SCORE_PATH, data=body, headers=headers, method="POST")
-            self.requests += 1
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:
-                    raw = resp.read()
-            except urllib.error.HTTPError as exc:
-                reason = _reason(exc)
-                if exc.code in _RETRY_STATUS:
-                    last = f"HTTP {exc.code}: {reason}"
-                    continue
-                raise RewardError(f"reward server {self.url} answered {exc.code}: {reason}") from None
-            except TimeoutError:
-                last = f"no answer within {self.timeout_s:g} s"
-                continue
-            except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-                cause = getattr(exc, "reason", exc)
-                last = f"connection failed ({type(cause).__name__}: {cause})" if str(cause) else type(cause).__name__
-                if isinstance(cause, TimeoutError | socket.timeout):
-                    last = f"no answer within {self.timeout_s:g} s"
-                continue
-            try:
-                return json.loads(raw)  # NaN / Infinity literals parse, and are refused below
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise RewardError(f"reward server {self.url} answered with malformed JSON") from None
-        raise RewardError(f"reward server {self.url} failed after {self.retries + 1} tries: {last}")
+    @property
+    def requests(self) -> int:
+        """HTTP requests sent so far (a cache hit sends none)."""
+        return self._http.requests
+
+    def _post(self, payload: dict[str, Any]) -> Any:
+        return self._http.post(SCORE_PATH, payload)
 
     def _score_remote(self, images: np.ndarray, prompts: list[str], metadata: list[dict[str, Any]]):
         payload: dict[str, Any] = {
@@ -208,11 +176,3 @@ class RemoteReward:
         names = sorted({k for d in per_image for k in d})
         info = {k: [d.get(k) for d in per_image] for k in names}
         return RewardOutput(scores=scores, info=info)
-
-
-def _reason(exc: urllib.error.HTTPError) -> str:
-    try:
-        data = json.loads(exc.read() or b"{}")
-        return str(data.get("error") or data.get("detail") or exc.reason)
-    except Exception:  # noqa: BLE001 - any body: fall back to the status text
-        return str(exc.reason)

@@ -1,0 +1,76 @@
+"""One JSON POST with bounded retries and backoff, shared by the remote reward client (``remote.py``) and
+the HTTP detector (``detectors.py``): retries on a timeout, a dropped connection or HTTP 429/502/503/504,
+fails at once (one-line ``RewardError`` with the server's reason) on any other error status or on a body
+that is not JSON."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from tdmr1.errors import RewardError
+
+RETRY_STATUS = frozenset({429, 502, 503, 504})
+
+
+def server_reason(exc: urllib.error.HTTPError) -> str:
+    """The ``error`` (or ``detail``) field of an error answer's JSON body, else the status text."""
+    try:
+        data = json.loads(exc.read() or b"{}")
+        return str(data.get("error") or data.get("detail") or exc.reason)
+    except Exception:  # noqa: BLE001 - any body: fall back to the status text
+        return str(exc.reason)
+
+
+@dataclass
+class JsonPoster:
+    """POSTs JSON to ``url + path``; ``what`` names the server in errors ("reward server", ...)."""
+
+    url: str
+    what: str
+    timeout_s: float = 60.0
+    retries: int = 2
+    backoff_s: float = 0.5
+    token: str | None = None
+    requests: int = 0  # HTTP requests sent (tests: a cache hit sends none)
+
+    def post(self, path: str, payload: dict[str, Any]) -> Any:
+        body = json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            request = urllib.request.Request(self.url + path, data=body, headers=headers, method="POST")
+            self.requests += 1
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:
+                    raw = resp.read()
+            except urllib.error.HTTPError as exc:
+                reason = server_reason(exc)
+                if exc.code in RETRY_STATUS:
+                    last = f"HTTP {exc.code}: {reason}"
+                    continue
+                raise RewardError(f"{self.what} {self.url} answered {exc.code}: {reason}") from None
+            except TimeoutError:
+                last = f"no answer within {self.timeout_s:g} s"
+                continue
+            except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+                cause = getattr(exc, "reason", exc)
+                last = f"connection failed ({type(cause).__name__}: {cause})" if str(cause) else type(cause).__name__
+                if isinstance(cause, TimeoutError | socket.timeout):
+                    last = f"no answer within {self.timeout_s:g} s"
+                continue
+            try:
+                return json.loads(raw)  # NaN / Infinity literals parse; callers check their values
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise RewardError(f"{self.what} {self.url} answered with malformed JSON") from None
+        raise RewardError(f"{self.what} {self.url} failed after {self.retries + 1} tries: {last}")
