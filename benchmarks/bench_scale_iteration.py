@@ -53,26 +53,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from tdmr1.models.lora_presets import SD35M_TRANSFORMER_CONFIG
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "scale" / "sd35m_geneval.yaml"
 
-#: SD3.5-Medium's transformer config (stabilityai/stable-diffusion-3.5-medium, transformer/config.json),
-#: the same values as tests/test_scale_lora.py (whose meta-device layout test checks 382 adapter tensors)
-SD35M: dict[str, Any] = dict(
-    attention_head_dim=64,
-    caption_projection_dim=1536,
-    in_channels=16,
-    joint_attention_dim=4096,
-    num_attention_heads=24,
-    num_layers=24,
-    out_channels=16,
-    patch_size=2,
-    pooled_projection_dim=2048,
-    pos_embed_max_size=384,
-    qk_norm="rms_norm",
-    sample_size=128,
-    dual_attention_layers=list(range(13)),
-)
+#: SD3.5-Medium's transformer config (checked by tests/test_scale_lora.py: 382 adapter tensors)
+SD35M: dict[str, Any] = SD35M_TRANSFORMER_CONFIG
 #: a 2-block transformer of the same class (first block dual-attention), for CPU checks
 TINY: dict[str, Any] = dict(
     attention_head_dim=8,

@@ -13,6 +13,7 @@ from diffusers import SD3Transformer2DModel, ZImageTransformer2DModel  # noqa: E
 
 from tdmr1.errors import CheckpointError, ConfigError  # noqa: E402
 from tdmr1.models.lora_presets import (  # noqa: E402
+    SD35M_TRANSFORMER_CONFIG,
     adapter_layout,
     load_ordered_adapter,
     lora_for_backbone,
@@ -24,22 +25,7 @@ from tdmr1.models.lora_presets import (  # noqa: E402
 )
 from tdmr1.roles import LoraSettings, Roles  # noqa: E402
 
-# SD3.5-Medium's transformer config (stabilityai/stable-diffusion-3.5-medium, transformer/config.json)
-SD35M = dict(
-    attention_head_dim=64,
-    caption_projection_dim=1536,
-    in_channels=16,
-    joint_attention_dim=4096,
-    num_attention_heads=24,
-    num_layers=24,
-    out_channels=16,
-    patch_size=2,
-    pooled_projection_dim=2048,
-    pos_embed_max_size=384,
-    qk_norm="rms_norm",
-    sample_size=128,
-    dual_attention_layers=list(range(13)),
-)
+SD35M = SD35M_TRANSFORMER_CONFIG
 
 
 def _count(layout):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -49,6 +50,24 @@ LORA_PRESETS: dict[str, tuple[tuple[str, ...], int, float]] = {
     "sd3-authors": (SD3_AUTHORS_TARGETS, 32, 64.0),
     "zimage-authors": (ZIMAGE_AUTHORS_TARGETS, 32, 64.0),
 }
+
+#: SD3.5-Medium's transformer config (stabilityai/stable-diffusion-3.5-medium, transformer/config.json), for
+#: layout checks on the meta device and size-true benchmarks without the weights
+SD35M_TRANSFORMER_CONFIG: dict[str, Any] = dict(
+    attention_head_dim=64,
+    caption_projection_dim=1536,
+    in_channels=16,
+    joint_attention_dim=4096,
+    num_attention_heads=24,
+    num_layers=24,
+    out_channels=16,
+    patch_size=2,
+    pooled_projection_dim=2048,
+    pos_embed_max_size=384,
+    qk_norm="rms_norm",
+    sample_size=128,
+    dual_attention_layers=list(range(13)),
+)
 
 
 def lora_settings(preset: str, rank: int | None = None, alpha: float | None = None) -> LoraSettings:
