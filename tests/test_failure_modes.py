@@ -47,7 +47,7 @@ def assert_one_line_error(code: int, err: str, *needles: str) -> None:
     ("args", "needle"),
     [
         (["bogus"], "No such command 'bogus'"),
-        (["eval"], "Missing option '--checkpoint'"),
+        (["eval"], "eval needs --checkpoint DIR"),
         (["eval", "--checkpoint", "x", "--images-per-prompt", "0"], "--images-per-prompt"),
         (["sample", "--checkpoint", "x", "--prompts", "p", "--out", "o", "--batch-size", "0"], "--batch-size"),
         (["eval", "--checkpoint", "x", "--steps", "abc"], "--steps"),
