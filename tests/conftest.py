@@ -27,6 +27,27 @@ def tiny_backbone_overrides() -> list[str]:
     return list(TINY_BACKBONE)
 
 
+BRIGHTNESS_REWARD = """
+import numpy as np
+from tdmr1.rewards.base import RewardOutput
+
+
+class Brightness:
+    name = "brightness"
+
+    def __call__(self, images, prompts, metadata):
+        return RewardOutput(images.astype(np.float32).mean(axis=(1, 2, 3)) / 255.0)
+"""
+
+
+@pytest.fixture
+def brightness_reward_file(tmp_path):
+    """A black-box reward in a user's file (mean brightness): pass ``f"{path}:Brightness"``."""
+    path = tmp_path / "my_reward.py"
+    path.write_text(BRIGHTNESS_REWARD)
+    return path
+
+
 @pytest.fixture(scope="session")
 def tiny_teacher(tmp_path_factory):
     """A randomly initialised tiny teacher checkpoint (fp32) shared by the distill and RL tests."""

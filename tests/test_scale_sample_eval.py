@@ -23,17 +23,6 @@ from tdmr1.models.registry import BackboneSpec, images_of, load_backbone  # noqa
 from tdmr1.models.tiny import save_tiny_pipeline  # noqa: E402
 from tdmr1.training.system import FewStepSystem  # noqa: E402
 
-REWARD = """
-import numpy as np
-from tdmr1.rewards.base import RewardOutput
-
-
-class Brightness:
-    name = "brightness"
-
-    def __call__(self, images, prompts, metadata):
-        return RewardOutput(images.astype(np.float32).mean(axis=(1, 2, 3)) / 255.0)
-"""
 PROMPTS = ["a red cube", "two blue spheres left of a cat"]
 
 
@@ -139,9 +128,8 @@ def test_sample_with_trained_adapter_and_authors_ckpt(sd3_folder, tmp_path, monk
     np.testing.assert_allclose(_images(tmp_path / "b", 1, 2).astype(int), want.astype(int), atol=1)
 
 
-def test_eval_scale_backbone_with_a_file_reward(sd3_folder, tmp_path, monkeypatch):
-    reward = tmp_path / "my_reward.py"
-    reward.write_text(REWARD)
+def test_eval_scale_backbone_with_a_file_reward(sd3_folder, tmp_path, monkeypatch, brightness_reward_file):
+    reward = brightness_reward_file
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
     out, js = tmp_path / "eval", tmp_path / "eval.json"

@@ -17,18 +17,6 @@ from safetensors.torch import load_file  # noqa: E402
 from tdmr1.cli.app import main  # noqa: E402
 from tdmr1.models.tiny import save_tiny_pipeline  # noqa: E402
 
-REWARD = """
-import numpy as np
-from tdmr1.rewards.base import RewardOutput
-
-
-class Brightness:
-    name = "brightness"
-
-    def __call__(self, images, prompts, metadata):
-        return RewardOutput(images.astype(np.float32).mean(axis=(1, 2, 3)) / 255.0)
-"""
-
 
 def _cli(monkeypatch, *args: str) -> None:
     monkeypatch.setattr(sys, "argv", ["tdmr1", *args])
@@ -40,10 +28,9 @@ def pipeline(request, tmp_path_factory):
     return request.param, save_tiny_pipeline(request.param, tmp_path_factory.mktemp(request.param) / "pipe")
 
 
-def test_train_scale_backbone_through_cli(pipeline, tmp_path, monkeypatch):
+def test_train_scale_backbone_through_cli(pipeline, tmp_path, monkeypatch, brightness_reward_file):
     kind, folder = pipeline
-    reward = tmp_path / "my_reward.py"
-    reward.write_text(REWARD)
+    reward = brightness_reward_file
     out = tmp_path / "run"
     _cli(
         monkeypatch,

@@ -183,12 +183,10 @@ def eval_command(
     batch_size: int = typer.Option(8, min=1, help="scale path: images per forward pass"),
 ) -> None:
     """Sample the benchmark suite (or prompts), score it, print the per-tag table and write JSON."""
-    import json
 
     from tdmr1.cli import scale_cmd
     from tdmr1.errors import ConfigError
     from tdmr1.evaluate import evaluate
-    from tdmr1.scoring import print_summary
 
     scale = scale_cmd.is_scale(backbone, model_dir, lora, init_lora)
     if scale:
@@ -221,22 +219,29 @@ def eval_command(
             device=device,
             overwrite=overwrite,
         )
-        print_summary(
-            result,
-            title=f"{result['backbone']}: {model_dir} + {result['lora']} @ {result['nfe']} NFE "
-            f"({result['sampler']}, reward {result['reward']}, {result['sampling_seconds']} s)",
+        title = (
+            f"{result['backbone']}: {model_dir} + {result['lora']} @ {result['nfe']} NFE "
+            f"({result['sampler']}, reward {result['reward']}, {result['sampling_seconds']} s)"
         )
-        if json_out is not None:
-            atomic_write_text(json_out, json.dumps(result, indent=2))
+        _report(result, title, json_out)
         return
     model = _load(checkpoint, device)
     sampling = _sampling(model.meta, steps, cfg, sampler, shift)
     result = evaluate(model, world, sampling, out, images_per_prompt, limit_prompts, seed)
-    print_summary(
-        result,
-        title=f"{world}: {checkpoint} @ {sampling.nfe} NFE ({sampling.sampler}, "
-        f"cfg {sampling.cfg}, {result['sampling_seconds']} s)",
+    title = (
+        f"{world}: {checkpoint} @ {sampling.nfe} NFE ({sampling.sampler}, "
+        f"cfg {sampling.cfg}, {result['sampling_seconds']} s)"
     )
+    _report(result, title, json_out)
+
+
+def _report(result: dict, title: str, json_out: Path | None) -> None:
+    """An evaluation's summary table, and its JSON when asked."""
+    import json
+
+    from tdmr1.scoring import print_summary
+
+    print_summary(result, title=title)
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(result, indent=2))
 
