@@ -26,6 +26,12 @@
 # $OUT/scale_iteration_sd35m.json (tiny: _tiny.json; rewritten after every setting; settings left after B_MAX s are skipped):
 #   SECTION=scale-bench OUT=$OUT bash scripts/gpu_run.sh                        # one 10-minute call
 #   SECTION=scale-bench SMOKE=1 DEVICE=cpu OUT=/tmp/out bash scripts/gpu_run.sh  # CPU check (tiny model)
+#
+# SECTION=learnability measures how many labelled images a learned reward needs to rank ShapesEval's
+# reward (benchmarks/reward_learnability.py: 105k student rollouts, a clean-image CNN reward model at 4k to
+# 102k training images, both losses, plus the brightness control), JSON to $OUT (about 6 min):
+#   SECTION=learnability OUT=$OUT bash scripts/gpu_run.sh
+#   SECTION=learnability LB=4 LH=2 LSTEPS=8 DEVICE=cpu OUT=/tmp/out bash scripts/gpu_run.sh   # CPU check
 set -u
 SECTION=${SECTION:-all}
 SCALE=${SCALE:-1}
@@ -122,6 +128,21 @@ shapes_levers() {  # SECTION=shapes-levers: the surrogate levers of issue 13 sid
   ls -la "$OUT"
 }
 
+learnability() {  # SECTION=learnability: the data a learned ShapesEval reward needs (issue 13)
+  local common=(--batches "${LB:-1600}" --heldout "${LH:-40}" --steps "${LSTEPS:-6000}" --device "$DEVICE" --seed 11
+    --out "$OUT/reward_learnability_shapes.json")
+  "$PY" benchmarks/reward_learnability.py "${common[@]}" --sizes 4096 16384 65536 102400 --loss mse bt \
+    > "$LOGS/learnability.log" 2>&1
+  "$PY" benchmarks/reward_learnability.py "${common[@]}" --sizes 4096 --loss mse --control brightness \
+    >> "$LOGS/learnability.log" 2>&1
+  "$PY" - "$OUT/reward_learnability_shapes.json" <<'PY'
+import json, sys
+for k, v in json.load(open(sys.argv[1])).items():
+    print(k, "images", v["images"], "steps", v["steps"], "best held-out", v["best_heldout"], "final", v["final_heldout"])
+PY
+  cp "$LOGS/learnability.log" "$OUT/"
+}
+
 scale_bench() {  # SECTION=scale-bench: real-size iteration cost on the GPU (tiny on CPU with SMOKE=1)
   local dev=$DEVICE extra=() json=$OUT/scale_iteration_sd35m.json
   [ "$dev" = auto ] && dev=cuda
@@ -181,6 +202,10 @@ python3 -c "import torch, diffusers, peft, transformers; print('torch', torch.__
 START=$(date +%s)
 if [ "$SECTION" = shapes-levers ]; then
   shapes_levers
+  exit 0
+fi
+if [ "$SECTION" = learnability ]; then
+  learnability
   exit 0
 fi
 if [ "$SECTION" = scale-bench ]; then

@@ -3,21 +3,16 @@ JSON written with each mode's speed and the ratio, and the logged losses of the 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench_module import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_rl_iteration", ROOT / "benchmarks" / "bench_rl_iteration.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_rl_iteration")
 
 
 def test_tiny_benchmark_writes_speeds_and_matching_losses(bench, tiny_student, tmp_path):

@@ -3,26 +3,19 @@ code timed, FLOPs counted, JSON written; a setting that runs out of memory is re
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-pytest.importorskip("diffusers")
+from bench_module import load_benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
+pytest.importorskip("diffusers")
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location(
-        "bench_scale_iteration", ROOT / "benchmarks" / "bench_scale_iteration.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_scale_iteration")
 
 
 def test_tiny_benchmark_on_cpu(bench, tmp_path, monkeypatch):

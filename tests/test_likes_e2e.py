@@ -13,7 +13,6 @@ one row per labelled image, with the person's label for the exact pixels it saw.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import threading
 import time
@@ -23,6 +22,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
+from bench_module import load_benchmark  # noqa: E402
 from tdmr1.config import load_config  # noqa: E402
 from tdmr1.rewards.likes import LikesSession, LikesStore  # noqa: E402
 from tdmr1.rewards.protocol import image_hash  # noqa: E402
@@ -31,9 +31,7 @@ from tdmr1.training.rl_config import RLConfig  # noqa: E402
 from test_likes_browser import CHROMIUM, _Browser  # noqa: E402 - the DevTools-pipe driver
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("likes_red", ROOT / "benchmarks" / "likes_red.py")
-likes_red = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(likes_red)
+likes_red = load_benchmark("likes_red")
 
 # the selected image's pixels, as the page shows them (null until the PNG has loaded)
 _LOOK = """(() => {

@@ -161,3 +161,26 @@ def test_kill_and_resume_logs_the_same_numbers(tiny_student, tmp_path, variant):
         assert e.keys() == g.keys()
         for key in e:
             assert (np.isnan(e[key]) and np.isnan(g[key])) or e[key] == g[key], key
+
+
+def test_fake_update_reuses_the_rollouts_generator_step(tiny_student, tmp_path, monkeypatch):
+    """The fake score trains on the rollout's own x0 predictions (the generator has not changed since the
+    rollout): no generator forward, the same loss and gradients as running it again; replay keeps none."""
+    tr = TDMR1Trainer(_cfg(tiny_student, "surrogate_steps=2", "surrogate_replay=2"), tmp_path, quiet=True)
+    ro = tr.rollout()
+    assert ro.x0_preds is not None and ro.x0_preds.shape == ro.states[1:].shape
+    fake_params = [p for g in tr.opt["fake"].param_groups for p in g["params"]]
+    results = []
+    for batch in (ro.without_predictions(), ro):
+        tr.gen.manual_seed(7)  # the same minibatch order and draws for both
+        loss = tr.update_fake(batch)
+        results.append((loss, [p.grad.clone() for p in fake_params]))
+        tr.opt["fake"].zero_grad(set_to_none=True)
+        if batch is not ro:  # from here on, running the generator again would be an error
+            monkeypatch.setattr(tr.system, "generator_step", lambda *a, **k: pytest.fail("generator ran again"))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    assert loss_b == pytest.approx(loss_a, rel=1e-5)
+    for ga, gb in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(gb, ga, rtol=1e-4, atol=1e-7)
+    tr.train_surrogate(ro)
+    assert tr.replay[-1].x0_preds is None

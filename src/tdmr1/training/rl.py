@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,9 @@ class Rollout:
     rewards: torch.Tensor  # [N]
     adv: torch.Tensor  # [N]
     correct: float
+    #: [K, N, C, H, W] the generator's data prediction at each state, from the rollout itself (the fake
+    #: update reuses it instead of running the unchanged generator again); None in replayed batches
+    x0_preds: torch.Tensor | None = None
 
     def gathered(self, layout: BatchLayout) -> Rollout:
         """The whole batch from every process's rows (identity for one process)."""
@@ -92,6 +95,7 @@ class Rollout:
             (layout.gather_rows(self.cond[0]), layout.gather_rows(self.cond[1])),
             *(layout.gather_rows(t) for t in (self.group, self.rewards, self.adv)),
             self.correct,
+            None if self.x0_preds is None else layout.gather_rows(self.x0_preds, dim=1),
         )
 
     def mine(self, layout: BatchLayout) -> Rollout:
@@ -101,7 +105,12 @@ class Rollout:
             (layout.mine(self.cond[0]), layout.mine(self.cond[1])),
             *(layout.mine(t) for t in (self.group, self.rewards, self.adv)),
             self.correct,
+            None if self.x0_preds is None else layout.mine(self.x0_preds, dim=1),
         )
+
+    def without_predictions(self) -> Rollout:
+        """The same batch without ``x0_preds`` (what the replay buffer keeps: half the memory)."""
+        return replace(self, x0_preds=None)
 
 
 class _GeneratorState:
@@ -383,7 +392,7 @@ class TDMR1Trainer:
         adv = group_advantages(layout.gather_rows(rewards), groups, cfg.adv_eps, cfg.adv_clip)
         correct = float(np.mean(out.info["correct"])) if "correct" in out.info else float("nan")
         correct = average_stats({"correct": correct})["correct"]
-        return Rollout(traj.states, cond, layout.mine(groups), rewards, layout.mine(adv), correct)
+        return Rollout(traj.states, cond, layout.mine(groups), rewards, layout.mine(adv), correct, traj.x0_preds)
 
     def minibatches(self, ro: Rollout):
         """Index sets of whole groups, ``minibatch_groups`` groups each, in a random order."""
@@ -424,10 +433,13 @@ class TDMR1Trainer:
             cond, _ = self._text(ro, idx)
             for j in self._train_steps():
                 js = torch.full((len(idx),), j, device=self.device)
-                with torch.no_grad():
-                    x0_hat, x_next = sys_.generator_step(
-                        ro.states[j, idx], js, cond, x_next_rollout=ro.states[j + 1, idx]
-                    )
+                if ro.x0_preds is not None:  # the generator is unchanged since the rollout: reuse its step
+                    x0_hat, x_next = ro.x0_preds[j, idx], ro.states[j + 1, idx]
+                else:
+                    with torch.no_grad():
+                        x0_hat, x_next = sys_.generator_step(
+                            ro.states[j, idx], js, cond, x_next_rollout=ro.states[j + 1, idx]
+                        )
                 s_next = sys_.sigmas[js + 1]
                 s_upper = sys_.sigmas[js] if cfg.interval == "separate" else torch.ones_like(s_next)
                 shape = (len(self._whole(s_next)), *x_next.shape[1:])  # the whole minibatch's draws
@@ -522,7 +534,7 @@ class TDMR1Trainer:
             for key, v in step_stats.items():
                 stats[key] = stats.get(key, 0.0) + v / cfg.surrogate_steps
         if cfg.surrogate_replay:
-            self.replay.append(ro)
+            self.replay.append(ro.without_predictions())
         return stats
 
     def surrogate_rank(self, ro: Rollout) -> dict[str, float]:
