@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -88,25 +89,24 @@ class Rollout:
     #: update reuses it instead of running the unchanged generator again); None in replayed batches
     x0_preds: torch.Tensor | None = None
 
+    def _rows(self, take: Callable[..., torch.Tensor]) -> Rollout:
+        """The batch with ``take(tensor, dim=...)`` applied to every per-image tensor (images are dim 1 of
+        the stacked states and predictions, dim 0 elsewhere)."""
+        return Rollout(
+            take(self.states, dim=1),
+            (take(self.cond[0]), take(self.cond[1])),
+            *(take(t) for t in (self.group, self.rewards, self.adv)),
+            self.correct,
+            None if self.x0_preds is None else take(self.x0_preds, dim=1),
+        )
+
     def gathered(self, layout: BatchLayout) -> Rollout:
         """The whole batch from every process's rows (identity for one process)."""
-        return Rollout(
-            layout.gather_rows(self.states, dim=1),
-            (layout.gather_rows(self.cond[0]), layout.gather_rows(self.cond[1])),
-            *(layout.gather_rows(t) for t in (self.group, self.rewards, self.adv)),
-            self.correct,
-            None if self.x0_preds is None else layout.gather_rows(self.x0_preds, dim=1),
-        )
+        return self._rows(layout.gather_rows)
 
     def mine(self, layout: BatchLayout) -> Rollout:
         """This process's rows of a whole batch (identity for one process)."""
-        return Rollout(
-            layout.mine(self.states, dim=1),
-            (layout.mine(self.cond[0]), layout.mine(self.cond[1])),
-            *(layout.mine(t) for t in (self.group, self.rewards, self.adv)),
-            self.correct,
-            None if self.x0_preds is None else layout.mine(self.x0_preds, dim=1),
-        )
+        return self._rows(layout.mine)
 
     def without_predictions(self) -> Rollout:
         """The same batch without ``x0_preds`` (what the replay buffer keeps: half the memory)."""
