@@ -75,3 +75,41 @@ class RewardHead(nn.Module):
         h = nn.functional.silu(h * (1 + scale[:, :, None, None]) + shift[:, :, None, None])
         h = nn.functional.silu(self.conv_mid(h))
         return self.out(h.mean(dim=(2, 3))).squeeze(1)
+
+
+class PixelRewardHead(nn.Module):
+    """r(x_tau, tau, prompt) read from the pixels alone (no backbone forward): four convs with coordinate
+    channels (full size -> a quarter), FiLM from the level and the masked-mean prompt embedding, mean pool.
+    The learner of ``benchmarks/reward_learnability.py`` made level-aware; cheap enough for many steps."""
+
+    def __init__(self, image_channels: int, text_dim: int, size: tuple[int, int], width: int = 32, level_dim: int = 64):
+        super().__init__()
+        self.level_dim = level_dim
+        self.c1 = nn.Conv2d(image_channels + 2, width, 3, padding=1)
+        self.c2 = nn.Conv2d(width, width, 3, padding=1, stride=2)
+        self.c3 = nn.Conv2d(width, 2 * width, 3, padding=1, stride=2)
+        self.c4 = nn.Conv2d(2 * width, 2 * width, 3, padding=1)
+        self.film1 = nn.Linear(level_dim + text_dim, 2 * width)
+        self.film3 = nn.Linear(level_dim + text_dim, 4 * width)
+        self.out = nn.Linear(2 * width, 1)
+        nn.init.zeros_(self.out.weight)  # r = 0 at the start: the generator's reward direction starts at zero
+        nn.init.zeros_(self.out.bias)
+        yy, xx = torch.meshgrid(torch.linspace(-1, 1, size[0]), torch.linspace(-1, 1, size[1]), indexing="ij")
+        self.register_buffer("coords", torch.stack([xx, yy])[None], persistent=False)
+
+    @staticmethod
+    def _film(h: Tensor, params: Tensor) -> Tensor:
+        scale, shift = params.chunk(2, dim=1)
+        return h * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
+
+    def forward(self, x_tau: Tensor, tau: Tensor, text: tuple[Tensor, Tensor]) -> Tensor:
+        hidden, mask = text
+        m = mask.to(hidden.dtype).unsqueeze(-1)
+        prompt = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+        context = torch.cat([level_embedding(tau, self.level_dim), prompt.float()], dim=1)
+        x = torch.cat([x_tau.float(), self.coords.expand(len(x_tau), -1, -1, -1)], dim=1)
+        h = nn.functional.silu(self.c1(x))
+        h = nn.functional.silu(self.c2(self._film(h, self.film1(context))))
+        h = nn.functional.silu(self.c3(h))
+        h = nn.functional.silu(self.c4(self._film(h, self.film3(context))))
+        return self.out(h.mean(dim=(2, 3))).squeeze(1)

@@ -133,6 +133,15 @@ def explicit_surrogate_loss(
     return torch.nn.functional.softplus(s_g).mean()
 
 
+def explicit_regression_loss(
+    r: Tensor, adv: Tensor, group: Tensor, weight: Tensor, group_reduce: GroupReduce | None = None
+) -> Tensor:
+    """Within-prompt regression of an explicit reward: mean of weight * (r - mean_group(r) - A)^2, the
+    advantages A being centred per group already (a loss that does not saturate, unlike Bradley-Terry)."""
+    centred = r - group_mean(r, group, group_reduce)
+    return (weight * (centred - adv).pow(2)).mean()
+
+
 def explicit_reward_direction(grad: Tensor, step: float) -> Tensor:
     """The explicit surrogate's reward direction in x0 units: its input gradient dr/dx_tau rescaled to a
     per-sample RMS of ``step`` (dx_tau/dx0 = 1 - tau is a per-sample constant, absorbed by the rescaling)."""

@@ -63,6 +63,7 @@ from tdmr1.training.distributed import (
 )
 from tdmr1.training.ema import TensorEMA
 from tdmr1.training.progress import RunLogger
+from tdmr1.training.prompt_stream import PromptStream, tag_rows, tag_stats
 from tdmr1.training.quick_eval import quick_eval
 from tdmr1.training.rl_config import RLConfig
 from tdmr1.training.state import has_training_state, load_training_state, prepare_run_dir, save_training_state
@@ -88,6 +89,8 @@ class Rollout:
     #: [K, N, C, H, W] the generator's data prediction at each state, from the rollout itself (the fake
     #: update reuses it instead of running the unchanged generator again); None in replayed batches
     x0_preds: torch.Tensor | None = None
+    #: the tag of each prompt group (group id order; whole batch), for per-tag logs
+    tags: tuple[str, ...] = ()
 
     def _rows(self, take: Callable[..., torch.Tensor]) -> Rollout:
         """The batch with ``take(tensor, dim=...)`` applied to every per-image tensor (images are dim 1 of
@@ -98,6 +101,7 @@ class Rollout:
             *(take(t) for t in (self.group, self.rewards, self.adv)),
             self.correct,
             None if self.x0_preds is None else take(self.x0_preds, dim=1),
+            self.tags,
         )
 
     def gathered(self, layout: BatchLayout) -> Rollout:
@@ -159,6 +163,19 @@ class _ReplayState:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.buffer.clear()
         self.buffer.extend(Rollout(**ro).mine(self.layout) for ro in state["rollouts"])
+
+
+class _WarmupState:
+    """Whether the surrogate's warm-up ran (saved with the run: a resumed run does not repeat it)."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"done": self.done}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.done = bool(state["done"])
 
 
 class _QuietLog:
@@ -244,9 +261,11 @@ class TDMR1Trainer:
         self.reward = make_reward(cfg.reward, self.world, run_dir=self.out_dir)
         self.reward_parts: dict[str, float] = {}
         self.pool = self._prompt_pool(cfg)
+        self.stream = PromptStream(self.pool, cfg.prompt_stream, cfg.tag_weights)
         self.rng = np.random.default_rng(cfg.seed)
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.replay: deque[Rollout] = deque(maxlen=max(cfg.surrogate_replay, 1))
+        self.warmup_state = _WarmupState()
 
         def adamw(params, lr: float, betas: tuple[float, float]) -> torch.optim.Optimizer:
             return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=cfg.weight_decay)
@@ -311,7 +330,7 @@ class TDMR1Trainer:
         denoiser = _AdapterState(self.model.denoiser) if self.scale else self.model.denoiser
         modules = {"denoiser": denoiser, "gen_ema": self.gen_ema, **self.surrogate.state_modules()}
         replay_state = _ReplayState(self.replay if replay is None else replay, self.layout)
-        modules |= {"torch_gen": _GeneratorState(self.gen), "replay": replay_state}
+        modules |= {"torch_gen": _GeneratorState(self.gen), "replay": replay_state, "warmup": self.warmup_state}
         return modules, self.opt
 
     def save(self) -> None:
@@ -365,11 +384,11 @@ class TDMR1Trainer:
         return True
 
     # ---- rollout -------------------------------------------------------------------------------
-    def rollout(self) -> Rollout:
+    def rollout(self, with_predictions: bool = True) -> Rollout:
         """This process's rows of the iteration's m x G images (all of them with one process): the whole
         batch's prompts and noise are drawn on every process, rewards gathered before the advantages."""
         cfg, layout = self.cfg, self.layout
-        picks = [self.pool[i] for i in self.rng.integers(0, len(self.pool), cfg.prompts_per_iteration)]
+        picks = self.stream.draw(self.rng, cfg.prompts_per_iteration)
         metadata = [md for md in picks for _ in range(cfg.group_size)]
         metadata = [metadata[i] for i in layout.rows().tolist()]
         prompts = [md["prompt"] for md in metadata]
@@ -392,7 +411,9 @@ class TDMR1Trainer:
         adv = group_advantages(layout.gather_rows(rewards), groups, cfg.adv_eps, cfg.adv_clip)
         correct = float(np.mean(out.info["correct"])) if "correct" in out.info else float("nan")
         correct = average_stats({"correct": correct})["correct"]
-        return Rollout(traj.states, cond, layout.mine(groups), rewards, layout.mine(adv), correct, traj.x0_preds)
+        tags = tuple(md.get("tag", "untagged") for md in picks)
+        x0_preds = traj.x0_preds if with_predictions else None
+        return Rollout(traj.states, cond, layout.mine(groups), rewards, layout.mine(adv), correct, x0_preds, tags)
 
     def minibatches(self, ro: Rollout):
         """Index sets of whole groups, ``minibatch_groups`` groups each, in a random order."""
@@ -496,7 +517,9 @@ class TDMR1Trainer:
                     x_tau = sys_.diffuse(x_n, s_next, tau, noise)
                     x0_base_c, x0_base_u = sys_.x0_cond_uncond("base", x_tau, tau, cond, uncond)
                     x0_fake = sys_.x0("fake", x_tau, tau, cond)
-                x_tau_r, tau_r = reward_point(x_n, s_next, group, sys_.shift, cfg.t_min_reward, self.gen)
+                x_tau_r, tau_r = reward_point(
+                    x_n, s_next, group, sys_.shift, cfg.t_min_reward, self.gen, self._t_max_reward(), x0_hat.detach()
+                )
                 reward_dir, reward_norm = self.surrogate.reward_direction(x0_hat, x_tau_r, tau_r, cond, uncond)
                 loss, info = generator_rl_loss(
                     x0_hat,
@@ -517,11 +540,17 @@ class TDMR1Trainer:
                     sums[key] = sums.get(key, 0.0) + v / self._n_micro()
         return average_stats(sums)
 
+    def _t_max_reward(self) -> float:
+        return self.cfg.t_max_surrogate if self.cfg.t_max_reward is None else self.cfg.t_max_reward
+
     def train_surrogate(self, ro: Rollout) -> dict[str, float]:
         """The surrogate's share of an iteration: ``surrogate_steps`` optimizer steps, the first on the fresh
         batch ``ro``, the others on rollouts drawn from the replay buffer of recent iterations."""
         cfg = self.cfg
         stats: dict[str, float] = {}
+        for _ in range(cfg.surrogate_rollouts):  # labelled for the surrogate only
+            with torch.no_grad():
+                self.replay.append(self.rollout(with_predictions=False))
         for i in range(cfg.surrogate_steps):
             if i == 0 or not cfg.surrogate_replay or not self.replay:
                 batch = ro
@@ -537,6 +566,34 @@ class TDMR1Trainer:
             self.replay.append(ro.without_predictions())
         return stats
 
+    def warm_up_surrogate(self, log: Any) -> dict[str, float]:
+        """Before iteration 1: ``surrogate_warmup`` labelled rollout batches of the initial generator into
+        the replay buffer, then ``surrogate_warmup_steps`` surrogate steps on batches drawn from it."""
+        cfg = self.cfg
+        t0 = time.time()
+        for i in range(cfg.surrogate_warmup):
+            with torch.no_grad():
+                self.replay.append(self.rollout(with_predictions=False))
+            if (i + 1) % 25 == 0 or i + 1 == cfg.surrogate_warmup:
+                log.info(
+                    f"surrogate warm-up: {i + 1}/{cfg.surrogate_warmup} batches labelled ({time.time() - t0:.0f} s)"
+                )
+        held = self.replay.pop()  # the last batch: how well the warmed-up surrogate ranks unseen images
+        stats: dict[str, float] = {}
+        for i in range(cfg.surrogate_warmup_steps):
+            pick = torch.randint(len(self.replay), (1,), generator=self.gen, device=self.device)
+            step_stats = self.update_surrogate(self.replay[int(pick)])
+            self._step("surrogate")
+            self.surrogate.after_step(self.step)
+            stats = {k: stats.get(k, 0.0) + v for k, v in step_stats.items()}
+            if (i + 1) % 250 == 0 or i + 1 == cfg.surrogate_warmup_steps:
+                log.info(f"surrogate warm-up: step {i + 1}/{cfg.surrogate_warmup_steps} ({time.time() - t0:.0f} s)")
+        self.replay.append(held)
+        out = {f"warmup/{k}": v for k, v in self.surrogate_rank(held).items()}
+        out["warmup/seconds"] = time.time() - t0
+        self.warmup_state.done = True
+        return out
+
     def surrogate_rank(self, ro: Rollout) -> dict[str, float]:
         """Within-prompt correlation of ``ro``'s advantages with the surrogate's reward of the clean images
         (``sur_rank``: tau in [t_min_surrogate, t_max_surrogate], ``sur_rank_draws`` draws), and the same in
@@ -551,7 +608,13 @@ class TDMR1Trainer:
             margin = clean_margin(self.surrogate, clean, cond, group, t_min, t_max, draws, gen)
             return pearson(adv, self.layout.gather_rows(margin), all_groups)
 
-        out = {"sur_rank": rank(cfg.t_min_surrogate, cfg.t_max_surrogate, cfg.sur_rank_draws)}
+        lo, hi = cfg.t_min_surrogate, cfg.t_max_surrogate
+        margin = self.layout.gather_rows(
+            clean_margin(self.surrogate, clean, cond, group, lo, hi, cfg.sur_rank_draws, gen)
+        )
+        out = {"sur_rank": pearson(adv, margin, all_groups)}
+        for tag, rows in tag_rows(ro.tags, all_groups).items():
+            out[f"sur_rank/{tag}"] = pearson(adv[rows], margin[rows], all_groups[rows])
         bands = cfg.sur_rank_bands
         for lo, hi in zip(bands, bands[1:], strict=False):
             out[f"sur_rank_tau_{lo:.2f}_{hi:.2f}"] = rank(lo, hi, max(cfg.sur_rank_draws // 2, 1))
@@ -572,6 +635,9 @@ class TDMR1Trainer:
         ro = self.rollout()
         reward = float(mean_over_ranks(ro.rewards.mean()))
         stats: dict[str, float] = {"reward": reward, "correct": ro.correct, **self.reward_parts}
+        stats.update(tag_stats(ro.tags, self.layout.gather_rows(ro.rewards), self.layout.gather_rows(ro.adv)))
+        queries = self.cfg.prompts_per_iteration * self.cfg.group_size * (1 + self.cfg.surrogate_rollouts)
+        stats["reward_queries"] = float(queries * (self.step + 1))
         if self.cfg.sur_rank_every and (self.step + 1) % self.cfg.sur_rank_every == 0:
             stats.update(self.surrogate_rank(ro))  # before the surrogate sees this batch
         stats["loss_fake"] = self.update_fake(ro)
@@ -628,6 +694,9 @@ class TDMR1Trainer:
         t0 = time.time()
         skips = SkipBudget(cfg.max_skipped_batches)
         try:
+            if cfg.surrogate_warmup and not self.warmup_state.done:
+                log.scalars(0, self.warm_up_surrogate(log))
+                self.save()
             if self.step == 0 and cfg.val_every:
                 log.scalars(0, {f"val/{k}": v for k, v in self.validate().items()})
             while self.step < cfg.iterations:

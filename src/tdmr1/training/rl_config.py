@@ -33,6 +33,19 @@ class RLConfig:
     group_size: int = option(8, "G: images per prompt (paper: 24)")
     minibatch_groups: int = option(4, "groups per minibatch (groups are never split); gradients accumulate")
     train_steps_per_iteration: int = option(2, "random step indices j of the K trained per minibatch")
+    prompt_stream: Literal["balanced", "pool"] = option(
+        "balanced",
+        "balanced: each group picks a tag (weights tag_weights), then a prompt of it; pool: uniform over the "
+        "world's whole training pool (ShapesEval's is 84 % color_attr)",
+    )
+    tag_weights: dict[str, float] | None = option(
+        None, "balanced stream: relative weight per tag (missing tags 0; null = every tag of the pool equally)"
+    )
+    surrogate_rollouts: int = option(
+        0,
+        "extra rollout batches (m x G images each) per iteration, labelled by the reward for the surrogate only "
+        "(reward queries; they enter the replay buffer)",
+    )
     # --- advantages -------------------------------------------------------------------------------
     adv_eps: float = option(1e-4, "added to the batch std of rewards")
     adv_clip: float = option(5.0, "advantages clipped to [-adv_clip, adv_clip]")
@@ -56,6 +69,20 @@ class RLConfig:
     surrogate_replay: int = option(
         0, "earlier iterations' rollouts kept for the extra surrogate steps (0 = fresh batch only)"
     )
+    explicit_input: Literal["features", "pixels"] = option(
+        "features",
+        "explicit surrogate's input: the frozen base's mid-block features + pooled pixels, or the pixels alone "
+        "(a small level-aware CNN, no backbone forward: cheap enough for many surrogate steps)",
+    )
+    explicit_loss: Literal["bt", "mse"] = option(
+        "bt", "explicit surrogate's loss: group Bradley-Terry, or within-prompt regression of the advantages"
+    )
+    surrogate_warmup: int = option(
+        0,
+        "rollout batches (m x G images each) of the initial generator labelled before iteration 1 to pre-train the "
+        "surrogate on (reward queries; kept in the replay buffer, so surrogate_replay >= this)",
+    )
+    surrogate_warmup_steps: int = option(0, "surrogate optimizer steps on the warm-up batches before iteration 1")
     head_width: int = option(64, "explicit surrogate: reward head width")
     lr_head: float = option(1e-3, "explicit surrogate: reward head AdamW lr")
     explicit_step: float = option(0.05, "explicit surrogate: per-sample RMS of the reward direction (x0 units)")
@@ -70,6 +97,11 @@ class RLConfig:
     cfg: float = option(4.5, "teacher CFG of the CFG-as-reward direction and the normaliser")
     surrogate_cfg: float = option(2.5, "surrogate CFG in the reward direction (GenEval 2.5, OCR 4.5)")
     t_min_reward: float = option(0.25, "lowest noise level of the reward direction (GenEval 250/1000)")
+    t_max_reward: float | None = option(
+        None,
+        "highest noise level of the reward direction (null = t_max_surrogate: read only where the surrogate "
+        "trained); a step whose state is noisier reads it from its own x0 prediction",
+    )
     trunc_steps: int = option(4, "steps j < trunc_steps get the reward term")
     w_kl: float = option(1.0, "weight of the reverse-KL (base - fake) direction")
     w_cfg: float = option(0.3, "weight of the CFG direction")
@@ -135,8 +167,19 @@ class RLConfig:
         for key in ("surrogate_draws", "surrogate_steps", "head_width"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1")
-        if self.surrogate_replay < 0:
-            raise ConfigError("surrogate_replay must be >= 0")
+        if self.surrogate_replay < 0 or self.surrogate_rollouts < 0:
+            raise ConfigError("surrogate_replay and surrogate_rollouts must be >= 0")
+        if self.surrogate_rollouts and self.surrogate_replay < self.surrogate_rollouts + 1:
+            raise ConfigError(
+                "surrogate_rollouts needs surrogate_replay >= surrogate_rollouts + 1 (they are kept there)"
+            )
+        if self.surrogate_warmup > self.surrogate_replay or (self.surrogate_warmup_steps and not self.surrogate_warmup):
+            raise ConfigError("surrogate_warmup needs surrogate_replay >= surrogate_warmup, and steps need batches")
+        if self.t_max_reward is not None and not self.t_min_reward < self.t_max_reward <= 1.0:
+            raise ConfigError("t_max_reward must be in (t_min_reward, 1]")
+        weights = list((self.tag_weights or {}).values())
+        if self.tag_weights is not None and (any(not w >= 0 for w in weights) or not sum(weights) > 0):
+            raise ConfigError("tag_weights must map tags to weights >= 0, at least one > 0")
         bands = self.sur_rank_bands
         if bands and (len(bands) < 2 or any(b <= a for a, b in zip(bands, bands[1:], strict=False)) or bands[-1] > 1):
             raise ConfigError("sur_rank_bands must be increasing level edges in [0, 1] (at least two)")
@@ -152,9 +195,9 @@ class RLConfig:
         at_least(
             self,
             0,
-            "trunc_steps weight_decay fake_base_weight anchor_limit anchor_weight ppo_clip cfg surrogate_cfg "
-            "w_kl w_cfg w_reward surrogate_ema_rate seed threads log_every sur_rank_every val_every "
-            "max_skipped_batches snapshot_every",
+            "surrogate_warmup surrogate_warmup_steps trunc_steps weight_decay fake_base_weight anchor_limit "
+            "anchor_weight ppo_clip cfg surrogate_cfg w_kl w_cfg w_reward surrogate_ema_rate seed threads log_every "
+            "sur_rank_every val_every surrogate_rollouts max_skipped_batches snapshot_every",
         )
         positive(
             self,

@@ -22,10 +22,11 @@ from torch import Tensor, nn
 
 from tdmr1.flow import bridge
 from tdmr1.losses import dmd_normaliser, per_sample_mean
-from tdmr1.reward_head import FeatureTap, RewardHead
+from tdmr1.reward_head import FeatureTap, PixelRewardHead, RewardHead
 from tdmr1.rl_draws import draw_levels, group_noise, n_groups, per_group
 from tdmr1.rl_losses import (
     GroupReduce,
+    explicit_regression_loss,
     explicit_reward_direction,
     explicit_surrogate_loss,
     guided,
@@ -134,8 +135,13 @@ class ExplicitSurrogate:
     ):
         self.system, self.cfg, self.group_reduce = system, cfg, group_reduce
         self.tap = FeatureTap(tap_module)
-        channels = system.model.image_shape[0]
-        self.head = RewardHead(in_channels, text_dim, channels, width=cfg.head_width).to(system.device)
+        channels, *size = system.model.image_shape
+        self.pixels = cfg.explicit_input == "pixels"
+        if self.pixels:
+            head: nn.Module = PixelRewardHead(channels, text_dim, tuple(size), width=cfg.head_width)
+        else:
+            head = RewardHead(in_channels, text_dim, channels, width=cfg.head_width)
+        self.head = head.to(system.device)
 
     def parameters(self) -> list[nn.Parameter]:
         return list(self.head.parameters())
@@ -145,6 +151,8 @@ class ExplicitSurrogate:
 
     def reward(self, x_tau: Tensor, tau: Tensor, cond: Text) -> Tensor:
         """r(x_tau, tau, prompt) [N]; differentiable in x_tau and the head (the backbone stays frozen)."""
+        if self.pixels:
+            return self.head(x_tau, tau, cond)
         with self.tap:
             self.system.velocity("base", x_tau, tau, cond)
         assert self.tap.features is not None, "the feature tap saw no forward"
@@ -154,10 +162,16 @@ class ExplicitSurrogate:
         self, x_k: Tensor, s_k: Tensor, xi: Tensor, tau: Tensor, cond: Text, adv: Tensor, group: Tensor, weight: Tensor
     ) -> tuple[Tensor, dict[str, float]]:
         x_tau, _ = surrogate_target(x_k, s_k, xi, tau)
-        with torch.no_grad(), self.tap:
-            self.system.velocity("base", x_tau, tau, cond)
-        r = self.head(self.tap.features, x_tau, tau, cond)
-        loss = explicit_surrogate_loss(r * weight, adv, group, self.cfg.beta, self.group_reduce)
+        if self.pixels:
+            r = self.head(x_tau, tau, cond)
+        else:
+            with torch.no_grad(), self.tap:
+                self.system.velocity("base", x_tau, tau, cond)
+            r = self.head(self.tap.features, x_tau, tau, cond)
+        if self.cfg.explicit_loss == "mse":
+            loss = explicit_regression_loss(r, adv, group, weight, self.group_reduce)
+        else:
+            loss = explicit_surrogate_loss(r * weight, adv, group, self.cfg.beta, self.group_reduce)
         return loss, {"clip_frac": 0.0}
 
     @torch.no_grad()
@@ -207,12 +221,24 @@ def clean_margin(
 
 
 def reward_point(
-    x_n: Tensor, s_next: Tensor, group: Tensor, shift: float, t_min: float, generator: torch.Generator | None
+    x_n: Tensor,
+    s_next: Tensor,
+    group: Tensor,
+    shift: float,
+    t_min: float,
+    generator: torch.Generator | None,
+    t_max: float = 1.0,
+    x0: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """(x_tau_r, tau_r): the generator step's output bridged to a group-shared level >= t_min with
-    group-shared noise, where the reward direction is read."""
+    """(x_tau_r, tau_r): the generator step's output bridged to a group-shared level in [t_min, t_max]
+    with group-shared noise, where the reward direction is read. Rows whose state is noisier than
+    ``t_max`` are bridged from ``x0`` (their clean prediction, level 0) instead, when it is given."""
+    if x0 is not None and t_max < 1.0:
+        above = s_next > t_max
+        x_n = torch.where(above.view(-1, *[1] * (x_n.dim() - 1)), x0, x_n)
+        s_next = torch.where(above, torch.zeros_like(s_next), s_next)
     first = torch.unique(group, return_inverse=True)[1]
     s_g = torch.zeros(int(first.max()) + 1, device=x_n.device).index_copy(0, first, s_next)
-    tau_r = per_group(draw_levels(s_g, shift, generator, t_min=t_min), group)
+    tau_r = per_group(draw_levels(s_g, shift, generator, t_min=t_min, t_max=t_max), group)
     xi_r = group_noise(tuple(x_n.shape[1:]), group, generator, x_n.device)
     return bridge(x_n, s_next, tau_r, xi_r), tau_r
