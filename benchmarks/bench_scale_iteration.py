@@ -10,9 +10,10 @@ so that no weights or text encoders are needed:
 
 - the transformer is ``SD3Transformer2DModel`` built from SD3.5-Medium's config (:data:`SD35M`, random
   init; ``--tiny``: a 2-block one) and driven by the real :class:`tdmr1.models.diffusers_backbone.SD3Backbone`
-  forward (timestep 1000 s, fp32 master weights, bf16 autocast, the DPM-Solver++ 4-step schedule);
-  gradient checkpointing is diffusers' per-block one with ``tdmr1.models.role_checkpointing.role_checkpoint``
-  (plain checkpointing recomputes with the wrong LoRA role: see that module);
+  forward (integer timesteps 999/899/749/499 at the schedule's levels, bf16 autocast, the DPM-Solver++
+  4-step schedule; frozen base fp32 or ``--weights bf16``, LoRA and AdamW states fp32); gradient
+  checkpointing is the trainer's own switch (``gradient_checkpointing``: diffusers' per-block one with
+  ``tdmr1.models.role_checkpointing.role_checkpoint``; plain checkpointing recomputes with the wrong LoRA role);
 - prompts are encoded to fixed random tensors of the real shapes (77 CLIP + ``--text-tokens`` T5 tokens of
   width 4096, pooled 2048): CLIP/T5 cost is not timed (the trainer caches prompts at scale);
 - the reward images are the first 3 latent channels (no VAE decode; the reward is the mean brightness):
@@ -28,6 +29,12 @@ iterations (median). Model FLOPs = B x the FLOPs counted per image without check
 B: every token count is fixed); MFU = model FLOPs / median seconds / the card's dense bf16 peak
 (:data:`PEAK_BF16`, keyed by ``torch.cuda.get_device_name``, or ``--peak-tflops``); HFU uses the counted
 FLOPs (recomputation included). A setting that runs out of memory is recorded as ``oom`` and the next one runs.
+
+Before the runs it prints (and stores as ``memory_estimates_real_size``) the per-process memory estimate of
+:mod:`tdmr1.models.memory` for SD3.5-M and Z-Image at the shipped configs' sizes, with and without their
+memory switches. Peak memory per setting: ``torch.cuda.max_memory_allocated`` on a GPU (the CPU: the
+process's max RSS, which never goes down), and on any device ``saved_for_backward_peak_bytes``, the peak of
+the activations one iteration keeps for backward (:func:`saved_activation_peak`), which checkpointing cuts.
 
     python benchmarks/bench_scale_iteration.py --device cuda            # real size, GPU
     python benchmarks/bench_scale_iteration.py --tiny --device cpu --batches 1,2 --threads 1
@@ -121,7 +128,7 @@ def _sd3_backbone_class():
             self.sigmas = check_sigmas(sigmas)
             self.mixed_precision = mixed_precision
             self.max_sequence_length = text_tokens
-            self.integer_timesteps = False
+            self.integer_timesteps = True  # as the shipped SD3 configs (999, 899, 749, 499 at the schedule)
             self.vae_scale = 8
             self.resolution = resolution
             self.cache_size = 1 << 30
@@ -164,7 +171,6 @@ def build_trainer(args: argparse.Namespace, batch: int, checkpointing: bool, out
     from diffusers import SD3Transformer2DModel
 
     from tdmr1.config import load_config
-    from tdmr1.models.role_checkpointing import enable_role_checkpointing
     from tdmr1.rewards.registry import register_reward
     from tdmr1.training.rl import TDMR1Trainer
     from tdmr1.training.scale_config import ScaleRLConfig
@@ -173,10 +179,6 @@ def build_trainer(args: argparse.Namespace, batch: int, checkpointing: bool, out
     torch.manual_seed(args.seed)
     with torch.device(device):  # initialise on the device: a 2 B-parameter model builds in seconds there
         transformer = SD3Transformer2DModel(**(TINY if args.tiny else SD35M))
-    if args.weights == "bf16":
-        transformer.to(torch.bfloat16)
-    if checkpointing:  # per block, recomputed with the adapters of the role that ran the forward
-        enable_role_checkpointing(transformer)
     backbone = _sd3_backbone_class()(transformer, args.resolution, args.text_tokens, "bf16")
     register_reward(LatentBrightness.name, LatentBrightness)
     values: dict[str, Any] = {
@@ -192,6 +194,10 @@ def build_trainer(args: argparse.Namespace, batch: int, checkpointing: bool, out
         "per_device_batch": batch,
         "sur_rank_every": 0,
         "val_every": 0,
+        # the trainer's own memory switches: per-block checkpointing recomputed with the role that ran the
+        # forward (tdmr1.models.role_checkpointing), a bf16 frozen base under fp32 LoRA / AdamW states
+        "gradient_checkpointing": checkpointing,
+        "base_dtype": args.weights,
         "device": args.device,
         "threads": args.threads,
         "seed": args.seed,
@@ -233,6 +239,50 @@ def _peak_memory(device: torch.device) -> tuple[int, str]:
     return int(kib) * 1024, "cpu_max_rss"
 
 
+def saved_activation_peak(trainer) -> int:
+    """Peak bytes of the tensors one iteration keeps for backward (autograd's saved tensors, each storage
+    once, parameters excluded; released when their graph is freed): the activation memory checkpointing
+    cuts, measurable on the CPU too (the process's max RSS never goes down). Checkpointed blocks save
+    nothing here; their recomputation during backward (one block at a time) is not counted."""
+    import weakref
+
+    params = {p.untyped_storage().data_ptr() for p in trainer.model.denoiser.parameters()}
+    live: dict[int, list[int]] = {}
+    level = [0, 0]  # now, peak
+
+    class Saved:
+        __slots__ = ("t", "__weakref__")
+
+    def release(key: int) -> None:
+        entry = live[key]
+        entry[1] -= 1
+        if entry[1] == 0:
+            level[0] -= entry[0]
+            del live[key]
+
+    def pack(t: Tensor):
+        key = t.untyped_storage().data_ptr()
+        if key in params or key == 0:
+            return t
+        if key in live:
+            live[key][1] += 1
+        else:
+            live[key] = [t.untyped_storage().nbytes(), 1]
+            level[0] += live[key][0]
+            level[1] = max(level[1], level[0])
+        box = Saved()
+        box.t = t
+        weakref.finalize(box, release, key)
+        return box
+
+    def unpack(obj):
+        return obj.t if isinstance(obj, Saved) else obj
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+        trainer.iteration()
+    return int(level[1])
+
+
 def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, getattr(torch, "OutOfMemoryError", ())) or "out of memory" in str(exc).lower()
 
@@ -271,6 +321,7 @@ def run_setting(args: argparse.Namespace, batch: int, checkpointing: bool, peak:
                 _sync(device)
                 times.append(time.perf_counter() - t1)
             mem, mem_kind = _peak_memory(device)
+            row["saved_for_backward_peak_bytes"] = saved_activation_peak(trainer)  # any device
     except Exception as exc:  # noqa: BLE001 - an OOM (or any failure) of one setting must not stop the others
         row["status"] = "oom" if _is_oom(exc) else "error"
         row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
@@ -336,7 +387,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--checkpointing", default="off,on", help="gradient checkpointing settings: off, on or both")
     ap.add_argument("--resolution", type=int, default=None, help="image side in pixels (default: 512; tiny: 64)")
     ap.add_argument("--text-tokens", type=int, default=None, help="T5 tokens after CLIP's 77 (default 128; tiny 8)")
-    ap.add_argument("--weights", choices=("fp32", "bf16"), default="fp32", help="transformer weights (backbone: fp32)")
+    ap.add_argument("--weights", choices=("fp32", "bf16"), default="fp32", help="frozen base weights (base_dtype)")
     ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="RL settings (YAML)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed iterations per setting")
     ap.add_argument("--repeats", type=int, default=2, help="timed iterations per setting (median reported)")
@@ -398,6 +449,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ),
         "runs": [],
     }
+    from tdmr1.models.memory import shipped_estimates
+
+    estimates = shipped_estimates()
+    result["memory_estimates_real_size"] = [e.as_dict() for e in estimates]
+    print("memory estimate per process at real size (before the run; tdmr1.models.memory):", flush=True)
+    for e in estimates:
+        print("  " + e.line(), flush=True)
     start = time.perf_counter()
     per_image: int | None = None  # model FLOPs of one image's share of an iteration
     for batch in args.batch_list:

@@ -39,6 +39,11 @@ def cumulative_times(run: Path) -> dict[int, float]:
     return out
 
 
+def logged_queries(run: Path) -> dict[int, float]:
+    """Reward queries the trainer logged at each step (warm-up and surrogate-only rollouts included)."""
+    return {int(r["step"]): r["reward_queries"] for r in read_jsonl(run / "metrics.jsonl") if "reward_queries" in r}
+
+
 def evaluate_snapshot(
     path: Path, world: str, out: Path, images_per_prompt: int, device: str, limit_prompts: int | None = None
 ) -> dict:
@@ -49,6 +54,28 @@ def evaluate_snapshot(
     meta = model.meta["sampling"]
     sampling = SamplingConfig(steps=meta["steps"], cfg=1.0, sampler="euler", shift=meta["shift"])
     return evaluate(model, world, sampling, out, images_per_prompt, limit_prompts, quiet=True, overwrite=True)
+
+
+def plot_tags(axes, rows: list[dict], student: dict, teacher: dict) -> None:
+    """Second row: each tag's accuracy against iterations, the student's (dashed) and teacher's (dotted) beside."""
+    tags = sorted(student.get("tags") or {})
+    if not tags:
+        return
+    for ax, part in zip(axes, (tags[: (len(tags) + 1) // 2], tags[(len(tags) + 1) // 2 :], []), strict=True):
+        for i, tag in enumerate(part):
+            color = f"C{i}"
+            points = [(r["iteration"], (r.get("tags") or student["tags"])[tag]["accuracy"]) for r in rows]
+            ax.plot(*zip(*points, strict=True), "o-", color=color, label=tag, ms=3)
+            ax.axhline(student["tags"][tag]["accuracy"], color=color, ls="--", lw=0.8)
+            if tag in (teacher.get("tags") or {}):
+                ax.axhline(teacher["tags"][tag]["accuracy"], color=color, ls=":", lw=0.8)
+        ax.set_xlabel("iterations")
+        ax.grid(alpha=0.3)
+        if part:
+            ax.set_ylabel("accuracy per tag (-- student, : teacher)")
+            ax.legend(fontsize=8)
+        else:
+            ax.axis("off")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -64,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     config = json.loads((args.run / "config.json").read_text())
     per_iteration = config["prompts_per_iteration"] * config["group_size"]
     times = cumulative_times(args.run)
+    queries = logged_queries(args.run)
     student = json.loads(Path(args.student_eval).read_text())
     teacher = json.loads(Path(args.teacher_eval).read_text())
     rows = [{"iteration": 0, "reward_queries": 0, "wall_seconds": 0.0, "overall": student["overall"]}]
@@ -74,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         row = {
             "iteration": it,
-            "reward_queries": it * per_iteration,
+            "reward_queries": queries.get(it, it * per_iteration),
             "wall_seconds": round(times.get(it, float("nan")), 1),
             "overall": res["overall"],
             **({"off_palette_fraction": res["off_palette_fraction"]} if "off_palette_fraction" in res else {}),
@@ -94,7 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     band = 2.0 * (p * (1.0 - p) / n) ** 0.5  # two binomial standard errors of one evaluation of the student
     values = [r["overall"] for r in rows] + [teacher["overall"], p - band, p + band]
     mid, half = (min(values) + max(values)) / 2, max((max(values) - min(values)) / 2 + 0.01, 0.05)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharey=True)
+    fig, grid = plt.subplots(2, 3, figsize=(13, 7.2))
+    axes = grid[0]
     for ax, key, label in zip(
         axes,
         ("iteration", "reward_queries", "wall_seconds"),
@@ -109,7 +138,10 @@ def main(argv: list[str] | None = None) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"{config['world']} benchmark overall")
     axes[0].set_ylim(mid - half, mid + half)  # at least +-0.05: a flat run must look flat
+    for ax in axes[1:]:
+        ax.set_ylim(mid - half, mid + half)
     axes[0].legend(fontsize=8)
+    plot_tags(grid[1], rows, student, teacher)
     fig.tight_layout()
     fig.savefig(args.out / "learning_curve.png", dpi=110)
 

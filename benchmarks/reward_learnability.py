@@ -1,24 +1,11 @@
 """How many labelled images does a learned reward need to rank a world's reward? A ceiling for surrogates.
 
-TDM-R1's surrogate must learn, from the black-box reward's scores, to rank images of the same prompt.
-This measures the most favourable version of that task: a small CNN reward model (coordinate channels,
-FiLM from the student's prompt embedding) that sees the *clean* final images (no noise, no backbone to
-read through), trained on N labelled student rollouts and scored on held-out rollouts by the trainer's
-ranking measure (within-prompt Pearson correlation with the advantages). If this model cannot rank from
-N images, neither surrogate can rank from N images in an RL run.
+A small CNN reward model (the explicit surrogate's ``PixelRewardHead``) is trained on N labelled student
+rollouts of the trainer's own prompt stream (tag-balanced by default) and scored on held-out rollouts by
+the trainer's ranking measure, overall and per tag; ``--tau`` trains and scores it on noisy states
+instead of clean images, ``--control brightness`` swaps in a pixel-simple reward. Details: docs/LEARNABILITY.md.
 
-A control (``--control brightness``) swaps the world's reward for the images' mean brightness, a reward
-any learner ranks from a few hundred images: it shows that a low number is the reward's, not the learner's.
-
-Two training losses: ``bt`` (the group Bradley-Terry loss of the explicit surrogate) and ``mse``
-(regression of the within-prompt centred reward, which does not saturate). Each training size gets
-about the same number of optimizer steps (``--steps``), so sizes differ only in distinct images.
-
-Usage::
-
-    python benchmarks/reward_learnability.py --batches 200 --heldout 20 --sizes 1024 4096 11520 --loss bt mse
-
-Rollouts (clean images, prompt embeddings, rewards) are cached under runs/reward_learnability/.
+    python benchmarks/reward_learnability.py --batches 288 --heldout 32 --sizes 4096 16384 --loss mse --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -31,11 +18,12 @@ import time
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from tdmr1.config import apply_overrides, from_dict
 from tdmr1.devices import resolve_device
 from tdmr1.ranking import pearson
+from tdmr1.reward_head import PixelRewardHead
 from tdmr1.rl_losses import explicit_surrogate_loss, group_advantages, group_mean
 from tdmr1.training.rl import TDMR1Trainer
 from tdmr1.training.rl_config import RLConfig
@@ -44,33 +32,13 @@ DEFAULT_OUT = "benchmarks/results/reward_learnability_shapes.json"
 Batch = dict[str, Tensor]
 
 
-class CleanRewardModel(nn.Module):
-    """r(x0, prompt): four convs (32 -> 8 px), FiLM from the masked-mean prompt embedding, mean pool."""
-
-    def __init__(self, channels: int, text_dim: int, size: tuple[int, int], width: int = 32):
-        super().__init__()
-        self.c1 = nn.Conv2d(channels + 2, width, 3, padding=1)
-        self.c2 = nn.Conv2d(width, width, 3, padding=1, stride=2)
-        self.c3 = nn.Conv2d(width, 2 * width, 3, padding=1, stride=2)
-        self.c4 = nn.Conv2d(2 * width, 2 * width, 3, padding=1)
-        self.film1, self.film3 = nn.Linear(text_dim, 2 * width), nn.Linear(text_dim, 4 * width)
-        self.out = nn.Linear(2 * width, 1)
-        yy, xx = torch.meshgrid(torch.linspace(-1, 1, size[0]), torch.linspace(-1, 1, size[1]), indexing="ij")
-        self.register_buffer("coords", torch.stack([xx, yy])[None])
-
-    @staticmethod
-    def _film(h: Tensor, params: Tensor) -> Tensor:
-        scale, shift = params.chunk(2, dim=1)
-        return h * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
-
-    def forward(self, x: Tensor, hidden: Tensor, mask: Tensor) -> Tensor:
-        m = mask.float().unsqueeze(-1)
-        prompt = (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
-        h = nn.functional.silu(self.c1(torch.cat([x, self.coords.expand(len(x), -1, -1, -1)], dim=1)))
-        h = nn.functional.silu(self.c2(self._film(h, self.film1(prompt))))
-        h = nn.functional.silu(self.c3(h))
-        h = nn.functional.silu(self.c4(self._film(h, self.film3(prompt))))
-        return self.out(h.mean(dim=(2, 3))).squeeze(1)
+def noisy(b: Batch, tau_range: tuple[float, float], gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """(x_tau, tau): the batch's clean images diffused to levels uniform in ``tau_range`` (per image)."""
+    lo, hi = tau_range
+    tau = lo + (hi - lo) * torch.rand(len(b["x"]), generator=gen, device=b["x"].device)
+    xi = torch.randn(b["x"].shape, generator=gen, device=b["x"].device)
+    t = tau.view(-1, 1, 1, 1)
+    return (1 - t) * b["x"] + t * xi, tau
 
 
 def loss_of(kind: str, r: Tensor, b: Batch) -> Tensor:
@@ -85,37 +53,61 @@ def joined(batches: list[Batch]) -> Batch:
 
 
 @torch.no_grad()
-def ranking(model: CleanRewardModel, batches: list[Batch]) -> float:
+def ranking(model: PixelRewardHead, batches: list[Batch], tau_range: tuple[float, float], draws: int = 4) -> dict:
+    """Within-prompt Pearson of the advantages with r, overall and per tag (r averaged over ``draws`` noisy
+    copies when ``tau_range`` is not (0, 0))."""
+    gen = torch.Generator(device=batches[0]["x"].device).manual_seed(1234)
     b = joined(batches)
-    r = torch.cat([model(x["x"], x["hidden"], x["mask"]) for x in batches])
-    return pearson(b["adv"], r, b["group"])
-
-
-def train(train_set: list[Batch], held: list[Batch], kind: str, steps: int, lr: float, seed: int, width: int) -> dict:
-    torch.manual_seed(seed)
-    x = train_set[0]["x"]
-    model = CleanRewardModel(x.shape[1], train_set[0]["hidden"].shape[-1], tuple(x.shape[-2:]), width).to(x.device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    epochs = max(1, round(steps / len(train_set)))
-    history = []
-    for epoch in range(1, epochs + 1):
-        model.train()
-        for i in torch.randperm(len(train_set)).tolist():
-            b = train_set[i]
-            loss = loss_of(kind, model(b["x"], b["hidden"], b["mask"]), b)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        model.eval()
-        history.append(
-            {
-                "epoch": epoch,
-                "heldout": round(ranking(model, held), 4),
-                "train": round(ranking(model, train_set[:16]), 4),
-            }
+    n = 1 if tau_range == (0.0, 0.0) else draws
+    r = sum(torch.cat([model(*noisy(x, tau_range, gen), (x["hidden"], x["mask"])) for x in batches]) for _ in range(n))
+    out = {"all": round(pearson(b["adv"], r, b["group"]), 4)}
+    for tag in sorted(set(b["tag"].tolist())):
+        rows = b["tag"] == tag
+        out[TAG_NAMES[tag] if tag < len(TAG_NAMES) else str(tag)] = round(
+            pearson(b["adv"][rows], r[rows], b["group"][rows]), 4
         )
-        print(json.dumps({"kind": kind, "images": 64 * len(train_set), **history[-1]}), flush=True)
-    return {"epochs": epochs, "steps": epochs * len(train_set), "history": history}
+    return out
+
+
+def train(
+    train_set: list[Batch],
+    held: list[Batch],
+    kind: str,
+    steps: int,
+    lr: float,
+    seed: int,
+    width: int,
+    tau_range: tuple[float, float] = (0.0, 0.0),
+    batch_images: int = 128,
+    evals: int = 10,
+) -> dict:
+    """``steps`` AdamW steps of ``batch_images`` random training images each; held-out ranking ``evals`` times."""
+    torch.manual_seed(seed)
+    gen = torch.Generator(device=train_set[0]["x"].device).manual_seed(seed)
+    data = joined(train_set)
+    x = data["x"]
+    model = PixelRewardHead(x.shape[1], data["hidden"].shape[-1], tuple(x.shape[-2:]), width).to(x.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    groups = torch.unique(data["group"])
+    per_group = len(x) // len(groups)
+    history = []
+    for step in range(1, steps + 1):
+        pick = groups[
+            torch.randperm(len(groups), generator=gen, device=groups.device)[: max(1, batch_images // per_group)]
+        ]
+        rows = torch.isin(data["group"], pick)
+        b = {k: v[rows] for k, v in data.items()}
+        x_tau, tau = noisy(b, tau_range, gen)
+        loss = loss_of(kind, model(x_tau, tau, (b["hidden"], b["mask"])), b)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % max(1, steps // evals) == 0 or step == steps:
+            history.append(
+                {"step": step, "passes": round(step * batch_images / len(x), 1), **ranking(model, held, tau_range)}
+            )
+            print(json.dumps({"kind": kind, "images": len(x), **history[-1]}), flush=True)
+    return {"steps": steps, "batch_images": batch_images, "history": history}
 
 
 def brightness_control(batches: list[Batch]) -> list[Batch]:
@@ -127,21 +119,28 @@ def brightness_control(batches: list[Batch]) -> list[Batch]:
     return out
 
 
+TAG_NAMES: list[str] = []
+
+
 def rollouts(args: argparse.Namespace) -> list[Batch]:
-    """Clean student rollouts with prompt embeddings and rewards, drawn once per (world, init, seed, n)."""
+    """Clean student rollouts with prompt embeddings, tags and rewards, drawn once per (world, init, stream,
+    seed, n) and cached under runs/reward_learnability/."""
     overrides = ["val_every=0", "prompts_per_iteration=8", "group_size=8", f"seed={args.seed}", f"device={args.device}"]
-    overrides += args.set
-    cfg = from_dict(RLConfig, apply_overrides({}, overrides))
+    cfg = from_dict(RLConfig, apply_overrides({}, overrides + args.set))
     n = args.batches + args.heldout
-    path = Path("runs/reward_learnability") / f"{cfg.world}-{Path(cfg.init).name}-seed{cfg.seed}-{n}.pt"
-    if path.is_file():
-        return torch.load(path, weights_only=False)
+    name = f"{cfg.world}-{Path(cfg.init).name}-{cfg.prompt_stream}-seed{cfg.seed}-{n}.pt"
+    path = Path("runs/reward_learnability") / name
     tr = TDMR1Trainer(cfg, Path("runs/reward_learnability/trainer"), quiet=True)
+    TAG_NAMES[:] = tr.stream.tags
+    if path.is_file():
+        return torch.load(path, weights_only=True)
     out = []
     for i in range(n):
-        ro = tr.rollout()
+        with torch.no_grad():
+            ro = tr.rollout(with_predictions=False)
+        tag = torch.tensor([TAG_NAMES.index(t) for t in ro.tags]).repeat_interleave(cfg.group_size)
         group = ro.group + i * cfg.prompts_per_iteration  # distinct across batches
-        batch = {"x": ro.states[-1], "hidden": ro.cond[0], "mask": ro.cond[1], "group": group}
+        batch = {"x": ro.states[-1], "hidden": ro.cond[0], "mask": ro.cond[1], "group": group, "tag": tag}
         out.append({k: v.cpu() for k, v in {**batch, "rewards": ro.rewards, "adv": ro.adv}.items()})
         if (i + 1) % 20 == 0 or i + 1 == n:
             print(f"rollout batch {i + 1}/{n}", file=sys.stderr, flush=True)
@@ -150,46 +149,85 @@ def rollouts(args: argparse.Namespace) -> list[Batch]:
     return out
 
 
+def batches_of_run_state(path: Path, tags: list[str]) -> list[Batch]:
+    """The labelled batches a run keeps in its replay buffer (e.g. its surrogate warm-up), clean images only."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    out = []
+    for i, ro in enumerate(state["modules"]["replay"]["rollouts"]):
+        per_group = len(ro["group"]) // len(ro["tags"])
+        tag = torch.tensor([tags.index(t) for t in ro["tags"]]).repeat_interleave(per_group)
+        group = ro["group"] + i * len(ro["tags"])
+        out.append(
+            {"x": ro["states"][-1], "hidden": ro["cond"][0], "mask": ro["cond"][1], "group": group, "tag": tag}
+            | {"rewards": ro["rewards"], "adv": ro["adv"]}
+        )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--batches", type=int, default=200, help="training rollout batches of 8 prompts x 8 images")
-    ap.add_argument("--heldout", type=int, default=20, help="held-out rollout batches")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1024, 4096, 12800], help="training images per run")
-    ap.add_argument("--loss", nargs="+", default=["bt", "mse"], choices=["bt", "mse"])
-    ap.add_argument("--steps", type=int, default=1000, help="optimizer steps per run (rounded to whole epochs)")
+    ap.add_argument("--batches", type=int, default=288, help="training rollout batches of 8 prompts x 8 images")
+    ap.add_argument("--heldout", type=int, default=32, help="held-out rollout batches")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[4096, 18432], help="training images per run")
+    ap.add_argument("--loss", nargs="+", default=["mse"], choices=["bt", "mse"])
+    ap.add_argument("--steps", type=int, default=2500, help="optimizer steps per run")
+    ap.add_argument("--batch-images", type=int, default=128, help="images per optimizer step")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--width", type=int, default=32, help="reward model width")
-    ap.add_argument("--seed", type=int, default=3)
-    ap.add_argument("--set", action="append", default=[], help="RLConfig override KEY=VALUE (world, init)")
+    ap.add_argument("--tau", type=float, nargs=2, default=[0.0, 0.0], help="noise levels of training and scoring")
+    ap.add_argument("--seed", type=int, default=3, help="rollout seed")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="learner seeds")
+    ap.add_argument("--set", action="append", default=[], help="RLConfig override KEY=VALUE (world, init, stream)")
     ap.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:i]")
     ap.add_argument("--control", choices=["brightness"], default=None, help="replace the reward by a control")
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=DEFAULT_OUT)
+    ap.add_argument("--from-state", type=Path, default=None, help="use a run's stored labelled batches (state.pt)")
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    data = [{k: v.to(device) for k, v in b.items()} for b in rollouts(args)]
+    if args.from_state:
+        from tdmr1.worlds import get_world
+
+        world = next((kv.split("=", 1)[1] for kv in args.set if kv.startswith("world=")), "shapes")
+        TAG_NAMES[:] = sorted(get_world(world).tags)
+        stored = batches_of_run_state(args.from_state, TAG_NAMES)
+        args.batches = min(args.batches, len(stored) - args.heldout)
+        stored = stored[: args.batches + args.heldout]
+    else:
+        stored = rollouts(args)
+    data = [{k: v.to(device) for k, v in b.items()} for b in stored]
     if args.control:
         data = brightness_control(data)
     train_all, held = data[: args.batches], data[args.batches :]
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.is_file() else {}
+    tau = (float(args.tau[0]), float(args.tau[1]))
+    stream = next((s.split("=", 1)[1] for s in args.set if s.startswith("prompt_stream=")), "balanced")
     for kind in args.loss:
         for size in args.sizes:
             n_batches = min(len(train_all), max(1, size // 64))
-            t0 = time.time()
-            run = train(train_all[:n_batches], held, kind, args.steps, args.lr, args.seed, args.width)
-            run.update(
-                images=64 * n_batches,
-                heldout_images=64 * len(held),
-                best_heldout=max(h["heldout"] for h in run["history"]),
-                final_heldout=run["history"][-1]["heldout"],
-                seconds=round(time.time() - t0, 1),
-                machine=f"{platform.machine()}, 1 thread, {device}",
-                command="python " + " ".join(sys.argv),
-            )
-            results[f"{args.control + '-' if args.control else ''}{kind}-{64 * n_batches}"] = run
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(results, indent=2))
+            for seed in args.seeds:
+                t0 = time.time()
+                run = train(
+                    train_all[:n_batches], held, kind, args.steps, args.lr, seed, args.width, tau, args.batch_images
+                )
+                final = run["history"][-1]
+                run.update(
+                    images=64 * n_batches,
+                    heldout_images=64 * len(held),
+                    stream=stream,
+                    tau=list(tau),
+                    best_heldout=max(h["all"] for h in run["history"]),
+                    final_heldout=final,
+                    seconds=round(time.time() - t0, 1),
+                    machine=f"{platform.machine()}, {args.threads} thread(s), {device}",
+                    command="python " + " ".join(sys.argv),
+                )
+                prefix = f"{args.control + '-' if args.control else ''}{stream}-tau{tau[0]:g}-{tau[1]:g}-"
+                results[f"{prefix}{kind}-{64 * n_batches}-seed{seed}"] = run
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

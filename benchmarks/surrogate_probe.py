@@ -104,7 +104,7 @@ def cached_rollouts(tr: TDMR1Trainer, n: int) -> list[Rollout]:
     key = f"{cfg.world}-{Path(cfg.init).name}-seed{cfg.seed}-{cfg.prompts_per_iteration}x{cfg.group_size}-{n}"
     path = Path("runs") / "surrogate_probe" / "rollouts" / f"{key}.pt"
     if path.is_file():
-        return [Rollout(**ro) for ro in torch.load(path, weights_only=False)]
+        return [Rollout(**ro) for ro in torch.load(path, weights_only=True)]  # tensors only
     batches = [tr.rollout() for _ in range(n)]
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save([vars(ro) for ro in batches], path)

@@ -132,7 +132,9 @@ learnability() {  # SECTION=learnability: the data a learned ShapesEval reward n
   local common=(--batches "${LB:-1600}" --heldout "${LH:-40}" --steps "${LSTEPS:-6000}" --device "$DEVICE" --seed 11
     --out "$OUT/reward_learnability_shapes.json")
   "$PY" benchmarks/reward_learnability.py "${common[@]}" --sizes 4096 16384 65536 102400 --loss mse bt \
-    > "$LOGS/learnability.log" 2>&1
+    --seeds 0 1 2 > "$LOGS/learnability.log" 2>&1
+  "$PY" benchmarks/reward_learnability.py "${common[@]}" --sizes 16384 65536 --loss mse --seeds 0 1 2 \
+    --tau 0.05 0.6 >> "$LOGS/learnability.log" 2>&1  # what the surrogate sees: noisy states
   "$PY" benchmarks/reward_learnability.py "${common[@]}" --sizes 4096 --loss mse --control brightness \
     >> "$LOGS/learnability.log" 2>&1
   "$PY" - "$OUT/reward_learnability_shapes.json" <<'PY'

@@ -26,6 +26,7 @@ def _batches(n: int, seed: int) -> list[dict[str, torch.Tensor]]:
                 "hidden": torch.randn(64, 4, 8, generator=gen),
                 "mask": torch.ones(64, 4, dtype=torch.long),
                 "group": torch.arange(8).repeat_interleave(8) + 8 * i,
+                "tag": torch.arange(8).repeat_interleave(8) % 2,
                 "rewards": torch.zeros(64),
                 "adv": torch.zeros(64),
             }
@@ -36,9 +37,22 @@ def _batches(n: int, seed: int) -> list[dict[str, torch.Tensor]]:
 @pytest.mark.parametrize("kind", ["mse", "bt"])
 def test_learner_ranks_the_brightness_control_on_heldout_images(bench, kind):
     train, held = bench.brightness_control(_batches(4, 0)), bench.brightness_control(_batches(2, 1))
-    run = bench.train(train, held, kind, steps=40, lr=3e-3, seed=0, width=8)
+    run = bench.train(train, held, kind, steps=40, lr=3e-3, seed=0, width=8, batch_images=64)
     assert run["steps"] == 40 and len(run["history"]) == 10
-    assert run["history"][-1]["heldout"] > 0.8, run["history"]
+    assert run["history"][-1]["all"] > 0.8, run["history"]
+    assert min(run["history"][-1][str(tag)] for tag in (0, 1)) > 0.7  # each tag ranked on its own rows
+
+
+def test_learner_ranks_the_brightness_control_on_noisy_states(bench):
+    train, held = bench.brightness_control(_batches(4, 0)), bench.brightness_control(_batches(2, 1))
+    run = bench.train(train, held, "mse", steps=40, lr=3e-3, seed=0, width=8, tau_range=(0.05, 0.4), batch_images=64)
+    assert run["history"][-1]["all"] > 0.6, run["history"]
+
+
+def test_untrained_learner_does_not_rank(bench):
+    held = bench.brightness_control(_batches(2, 1))
+    run = bench.train(held, held, "mse", steps=1, lr=0.0, seed=0, width=8, batch_images=64, evals=1)
+    assert run["history"][-1]["all"] == 0.0  # the head's output layer starts at zero: r is constant
 
 
 def test_control_rewards_and_advantages_follow_brightness(bench):

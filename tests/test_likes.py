@@ -37,6 +37,19 @@ def _call_in_thread(reward, images, prompts, metas):
     return thread, result
 
 
+def _page_headers(get) -> dict:
+    """What the page's script sends: the per-run page token it finds in the page."""
+    page = get("/").text
+    return {"X-Tdmr1-Page": page.split('name="tdmr1-page-token" content="', 1)[1].split('"', 1)[0]}
+
+
+def _client(app) -> TestClient:
+    """A client that talks to the app as its page does (loopback Host, the page's token)."""
+    client = TestClient(app, base_url="http://127.0.0.1:8766")
+    client.headers.update(_page_headers(client.get))
+    return client
+
+
 def _wait_for_batch(client: TestClient, q: str = "") -> dict:
     for _ in range(500):  # bounded: 5 s
         state = client.get("/api/state" + q).json()
@@ -61,7 +74,7 @@ def test_page_labels_stored_reused_and_replayed(tmp_path):
     images, prompts, metas, red = _batch()
     reward = LikesReward(run_dir=tmp_path / "run", start=False)
     assert reward.interactive and reward.token is None
-    client = TestClient(create_likes_app(reward.session))
+    client = _client(create_likes_app(reward.session))
     thread, result = _call_in_thread(reward, images, prompts, metas)
     state = _wait_for_batch(client)
     assert state["needed"] == 6 and state["batch"] == 6 and state["iteration"] == 0
@@ -75,7 +88,7 @@ def test_page_labels_stored_reused_and_replayed(tmp_path):
     assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
     assert client.get("/api/image/deadbeef").status_code == 404
     assert client.post("/api/label", json={"hash": digests[0], "prompt": prompts[0], "label": 5}).status_code == 422
-    assert client.post("/api/label", content=b"nope").status_code == 400
+    assert client.post("/api/label", content=b"nope", headers={"Content-Type": "application/json"}).status_code == 400
     assert client.post("/api/label", json={"hash": "x", "prompt": prompts[0], "label": 1}).status_code == 409
     for i, digest in enumerate(digests):  # the scripted person likes exactly the red images
         answer = client.post("/api/label", json={"hash": digest, "prompt": prompts[i], "label": int(i in red)})
@@ -105,10 +118,12 @@ def test_page_labels_stored_reused_and_replayed(tmp_path):
 def test_token_required_when_set(tmp_path):
     reward = LikesReward(run_dir=tmp_path, host="0.0.0.0", start=False)  # never bound in the test
     assert reward.token and len(reward.token) >= 16
-    client = TestClient(create_likes_app(reward.session, reward.token))
+    app = create_likes_app(reward.session, reward.token)
+    client = TestClient(app, base_url="http://127.0.0.1")
     assert client.get("/").status_code == 401 and client.get("/api/state").status_code == 401
     assert client.get(f"/?token={reward.token}").status_code == 200
-    assert client.get("/api/state", headers={"X-Token": reward.token}).status_code == 200
+    page = {"X-Tdmr1-Page": app.state.page_token}
+    assert client.get("/api/state", headers={"X-Token": reward.token, **page}).status_code == 200
     assert client.post("/api/label", json={"hash": "x", "prompt": "p", "label": 1}).status_code == 401
 
 
@@ -121,7 +136,8 @@ def test_page_served_on_loopback_and_samples(tmp_path):
     try:
         assert reward.url.startswith("http://127.0.0.1:") and reward.server.host == "127.0.0.1"
         assert httpx.get(reward.url, timeout=5).status_code == 200
-        state = httpx.get(reward.server.url + "/api/state", timeout=5).json()
+        headers = _page_headers(lambda path: httpx.get(reward.server.url + path, timeout=5))
+        state = httpx.get(reward.server.url + "/api/state", headers=headers, timeout=5).json()
         assert state["samples"] == ["before.png"] and not state["waiting"]
         assert httpx.get(reward.server.url + "/api/sample/before.png", timeout=5).content[:4] == b"\x89PNG"
         assert httpx.get(reward.server.url + "/api/sample/..%2Fx.png", timeout=5).status_code == 404

@@ -110,7 +110,7 @@ def test_request_limits_answer_4xx_with_a_reason(server):
 def test_token_is_required_when_set():
     from fastapi.testclient import TestClient
 
-    client = TestClient(_app(token="s3cret"))
+    client = TestClient(_app(token="s3cret"), base_url="http://127.0.0.1")
     assert client.get("/health").status_code == 401
     assert client.get("/health", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert client.get("/health", headers={"Authorization": "Bearer s3cret"}).status_code == 200
@@ -284,11 +284,11 @@ def test_png_round_trip_is_lossless():
 def test_serve_reward_cli_fixes_the_world_size_unless_any_size(monkeypatch, tmp_path, flags, size):
     """`tdmr1 serve-reward` refuses a foreign image size with a 4xx, and takes any size with --any-size
     (a reward of any size served; the world's own reward still refuses 64x64 with 422 and a reason)."""
-    import uvicorn
     from fastapi.testclient import TestClient
     from typer.testing import CliRunner
 
     from tdmr1.cli.app import app as cli
+    from tdmr1.rewards import serving
 
     (tmp_path / "mean.py").write_text(
         "import numpy as np\n"
@@ -296,11 +296,11 @@ def test_serve_reward_cli_fixes_the_world_size_unless_any_size(monkeypatch, tmp_
         "    return lambda images, prompts, metadata: np.asarray(images, np.float32).mean(axis=(1, 2, 3)) / 255\n"
     )
     apps = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: apps.append(app))
+    monkeypatch.setattr(serving, "run_server", lambda app, host, port: apps.append(app))
     args = ["serve-reward", "--world", "shapes", "--port", "0", "--reward", f"{tmp_path / 'mean.py'}:Mean", *flags]
     result = CliRunner().invoke(cli, [*args, "--reward", "shapes"])
     assert result.exit_code == 0, result.output
-    client = TestClient(apps[0])
+    client = TestClient(apps[0], base_url="http://127.0.0.1")
     assert client.get("/health").json()["image_size"] == size
     body = {"prompts": ["a photo of a red circle"], "images": [encode_image(np.full((64, 64, 3), 51, np.uint8))]}
     answer = client.post(SCORE_PATH, json=body)

@@ -182,6 +182,7 @@ def test_rl_climbs_a_learnable_black_box_reward(tiny_student, tmp_path):
         "w_cfg=0.0",
         "w_kl=0.0",
         "sur_rank_every=1",
+        "prompt_stream=pool",  # brightness ignores the prompt: keep the prompt draws this test was tuned on
     )
     trainer = TDMR1Trainer(cfg, tmp_path, quiet=True)
     trainer.reward = _Brightness()

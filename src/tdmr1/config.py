@@ -22,6 +22,10 @@ from tdmr1.errors import ConfigError
 T = TypeVar("T")
 
 
+#: Integers must fit in 64 bits (torch and numpy seeds, tensor sizes).
+INT64 = 2**63
+
+
 def option(default: Any = dataclasses.MISSING, doc: str = "", *, factory: Any = dataclasses.MISSING) -> Any:
     """A dataclass field with a documentation string (shown by ``describe_config``)."""
     if factory is not dataclasses.MISSING:
@@ -82,12 +86,18 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
+        if isinstance(value, int) and not -INT64 <= value < INT64:
+            raise ConfigError(f"{key}: {value} is too large")
         if not math.isfinite(value):
             raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}: expected an integer, got {type(value).__name__} {value!r}")
+        if not -INT64 <= value < INT64:
+            raise ConfigError(f"{key}: {value} is beyond the 64-bit integer range")
+        if key.rsplit(".", 1)[-1] == "seed" and value < 0:
+            raise ConfigError(f"{key} must be >= 0, got {value}")
         return value
     if tp is str:
         if not isinstance(value, str):

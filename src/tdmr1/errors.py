@@ -19,3 +19,11 @@ class RewardError(TdmR1Error):
 
 class CheckpointError(TdmR1Error):
     """A checkpoint is missing files, corrupt, or does not match its config."""
+
+
+class TrainingDiverged(TdmR1Error):
+    """A loss became NaN or infinite: the run stops, its last checkpoint (all finite) kept."""
+
+
+class Interrupted(TdmR1Error):
+    """The user stopped a run (Ctrl-C / SIGINT): exit code 130, the message says where it stopped."""

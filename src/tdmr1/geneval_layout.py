@@ -120,31 +120,47 @@ def read_prompt_file(
     if not path.is_file():
         raise DataError(f"prompt file not found: {path}")
     items: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            line = raw.strip()
-            if not line:
-                continue
-            if line.startswith("{"):
-                try:
-                    md = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
-                try:
-                    if require_include or not isinstance(md, dict) or "include" in md:
-                        md = validate_geneval_metadata(md, known_tags=known_tags)
-                    elif not isinstance(md.get("prompt"), str):
-                        raise DataError(f"metadata needs a string 'prompt', got {md.get('prompt')!r}")
-                except DataError as exc:
-                    raise DataError(f"{path}:{lineno}: {exc}") from None
+    data = path.read_bytes()
+    if b"\0" in data:
+        raise DataError(f"prompt file {path} is a binary file, not text (JSONL or one prompt a line)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (JSONL or one prompt a line)") from None
+    for lineno, raw in enumerate(text.split("\n"), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("["):
+            try:
+                json.loads(line)
+            except (ValueError, RecursionError):
+                pass  # plain text that happens to start with "["
             else:
-                md = {"prompt": line}
-            if resolve is not None:
-                try:
-                    md = resolve(md)
-                except DataError as exc:
-                    raise DataError(f"{path}:{lineno}: {exc}") from None
-            items.append(md)
+                raise DataError(f"{path}:{lineno}: a JSON line must be an object with a 'prompt', not a list")
+        if line.startswith("{"):
+            try:
+                md = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
+            except RecursionError:
+                raise DataError(f"{path}:{lineno}: invalid JSON (nested too deeply)") from None
+            try:
+                if require_include or not isinstance(md, dict) or "include" in md:
+                    md = validate_geneval_metadata(md, known_tags=known_tags)
+                elif not isinstance(md.get("prompt"), str):
+                    raise DataError(f"metadata needs a string 'prompt', got {md.get('prompt')!r}")
+            except DataError as exc:
+                raise DataError(f"{path}:{lineno}: {exc}") from None
+        else:
+            md = {"prompt": line}
+        if resolve is not None:
+            try:
+                md = resolve(md)
+            except DataError as exc:
+                raise DataError(f"{path}:{lineno}: {exc}") from None
+        items.append(md)
     if not items:
         raise DataError(f"prompt file {path} holds no prompts")
     return items

@@ -151,6 +151,15 @@ class Roles:
             raise CheckpointError(
                 f"adapter weights do not fit role {name!r} (missing {missing[:2]}, unexpected {extra[:2]})"
             )
+        own = get_peft_model_state_dict(self.denoiser, adapter_name=name)
+        for key, value in state.items():
+            if tuple(value.shape) != tuple(own[key].shape):
+                raise CheckpointError(
+                    f"adapter weight {key} has shape {tuple(value.shape)}, role {name!r} expects "
+                    f"{tuple(own[key].shape)} (is lora.rank the adapter's own?)"
+                )
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise CheckpointError(f"adapter weight {key} holds NaN or infinite values: refusing to train from it")
         result = set_peft_model_state_dict(self.denoiser, state, adapter_name=name)
         if getattr(result, "unexpected_keys", None):
             raise CheckpointError(f"adapter weights for {name!r} have unexpected keys {result.unexpected_keys[:2]}")

@@ -145,7 +145,9 @@ def load_scale_generator(
         path=str(model_path),
         resolution=resolution or trained.get("resolution"),
         max_sequence_length=trained.get("max_sequence_length"),
-        integer_timesteps=bool(trained.get("integer_timesteps", False)),
+        integer_timesteps=trained.get("integer_timesteps"),  # None (no export / the authors' file): on
+        sigmas=tuple(info["sigmas"]) if info.get("sigmas") else None,  # the levels the timesteps round at
+        solver=info.get("solver"),
         mixed_precision=mixed,
         text_dtype=text_dtype,
     )

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from tdmr1 import __version__
 from tdmr1.cli.messages import one_line, print_error
-from tdmr1.errors import TdmR1Error
+from tdmr1.errors import Interrupted, TdmR1Error
 
 app = typer.Typer(
     name="tdmr1",
@@ -82,7 +82,10 @@ def main() -> None:
     are printed as ONE line on stderr with exit code 2, never as a traceback."""
     click_errors = _click_exception_types()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # typer turns Ctrl-C into a returned 130 in this mode
+    except Interrupted as exc:
+        print_error(exc)
+        sys.exit(130)
     except TdmR1Error as exc:
         print_error(exc)
         sys.exit(2)
@@ -102,6 +105,10 @@ def main() -> None:
     except OSError as exc:  # a path the user gave: unwritable, occupied by a file, disk full ...
         print_error(f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else exc)
         sys.exit(2)
+    if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+        if code == 130:
+            print_error("interrupted (Ctrl-C)")
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""`tdmr1 config show|check`: list every documented field of a config, or validate a YAML file."""
+"""`tdmr1 config show|check`: list every documented field of a config, or validate a YAML file. ``train``
+also lists the scale-path fields (``backbone.*``, ``init_lora`` ...; ``scale`` shows that config whole)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,25 @@ def config_kinds() -> dict[str, type]:
     from tdmr1.training.distill import DistillConfig
     from tdmr1.training.pretrain import PretrainConfig
     from tdmr1.training.rl_config import RLConfig
+    from tdmr1.training.scale_config import ScaleRLConfig
 
-    return {"pretrain": PretrainConfig, "distill": DistillConfig, "train": RLConfig}
+    return {"pretrain": PretrainConfig, "distill": DistillConfig, "train": RLConfig, "scale": ScaleRLConfig}
+
+
+def scale_only_rows() -> list[tuple[str, str, str]]:
+    """Rows of the scale-path train config (``ScaleRLConfig``) that the embedded one lacks or sets otherwise."""
+    kinds = config_kinds()
+    embedded = set(describe_config(kinds["train"]))
+    return [row for row in describe_config(kinds["scale"]) if row not in embedded]
+
+
+def _table(title: str, rows: list[tuple[str, str, str]]) -> Table:
+    table = Table(title=title)
+    for col in ("key", "default", "meaning"):
+        table.add_column(col)
+    for key, default, doc in rows:
+        table.add_row(key, default, doc)
+    return table
 
 
 def _kind(name: str) -> type:
@@ -31,14 +49,13 @@ def _kind(name: str) -> type:
 
 
 @config_app.command("show")
-def show(kind: str = typer.Argument(..., help="pretrain | distill | train")) -> None:
-    """Print every field of a config with its default and meaning."""
-    table = Table(title=f"{kind} config")
-    for col in ("key", "default", "meaning"):
-        table.add_column(col)
-    for key, default, doc in describe_config(_kind(kind)):
-        table.add_row(key, default, doc)
-    Console().print(table)
+def show(kind: str = typer.Argument(..., help="pretrain | distill | train | scale")) -> None:
+    """Print every field of a config with its default and meaning (train: the scale-path fields too)."""
+    console = Console()
+    console.print(_table(f"{kind} config", describe_config(_kind(kind))))
+    if kind == "train":
+        title = "train config, scale path only (train --model/--backbone, configs/scale/*.yaml; `config show scale`)"
+        console.print(_table(title, scale_only_rows()))
 
 
 @config_app.command("check")
@@ -48,5 +65,11 @@ def check(
     set_: list[str] = typer.Option([], "--set", help="override, e.g. --set lr=1e-4"),
 ) -> None:
     """Validate a YAML config (with overrides); prints 'ok' or one error line."""
-    load_config(_kind(kind), path, set_)
+    cls = _kind(kind)
+    if kind == "train":  # a scale-path file (backbone / init_lora section) is checked as one
+        from tdmr1.cli.models_cmd import _is_scale_run
+
+        if _is_scale_run(path, set_, None, None, None):
+            cls = _kind("scale")
+    load_config(cls, path, set_)
     typer.echo("ok")

@@ -322,6 +322,10 @@ def train_command(
         from tdmr1.errors import ConfigError
 
         raise ConfigError("scale run without a backbone folder: pass --model PATH (or --set backbone.path=PATH)")
+    from tdmr1.config import to_dict
+    from tdmr1.training.run_folder import check_run_folder
+
+    check_run_folder(out, to_dict(cfg))  # before the trainer opens anything there (a reward's database)
     console.print(f"model saved to {TDMR1Trainer(cfg, out).run(resume=resume)}")
 
 
@@ -375,8 +379,20 @@ def convert_lora_command(
             a_key = next((k for k in f.keys() if ".lora_A." in k), None)  # noqa: SIM118 - safe_open has no __iter__
             rank = f.get_slice(a_key).get_shape()[0] if a_key else None
     layout = pipeline_layout(model, lora_settings(f"{kind}-authors", rank=rank))
-    convert_lora(src, dst, layout)
+    convert_lora(src, dst, layout, decay=_export_ema_decay(src))
     console.print(f"{len(layout)} tensors ({kind}-authors layout) {src} -> {dst}")
+
+
+def _export_ema_decay(src: Path) -> float:
+    """The generator EMA decay of a `tdmr1 train` export next to ``src`` (its config.json), else 0.0."""
+    import json
+
+    config = src.parent / "config.json"
+    try:
+        value = json.loads(config.read_text()).get("ema_decay", 0.0) if config.is_file() else 0.0
+        return float(value)
+    except (ValueError, TypeError, AttributeError):
+        return 0.0
 
 
 def register(app: typer.Typer) -> None:

@@ -22,6 +22,13 @@ def serve_reward_command(
     any_size: bool = typer.Option(
         False, "--any-size", help="Accept images of any size (real-image rewards such as ocr-det, geneval-det)."
     ),
+    max_megapixels: float = typer.Option(
+        32.0, "--max-megapixels", min=0.001, help="Most pixels per request (all images)."
+    ),
+    reward_timeout_s: float = typer.Option(300.0, "--reward-timeout-s", min=0.01, help="Answer 504 after this long."),
+    allow_host: list[str] = typer.Option(
+        [], "--allow-host", help="Host name clients use for this server (repeatable; IP addresses always work)."
+    ),
 ) -> None:
     """Serve a reward over HTTP: POST /v1/score (JSON, base64 PNG images), GET /health."""
     try:
@@ -30,6 +37,7 @@ def serve_reward_command(
         raise ConfigError('serve-reward needs the web extra: pip install "tdmr1[web]"') from None
     from tdmr1.rewards.registry import named_reward
     from tdmr1.rewards.server import Limits, create_reward_app, is_loopback, resolve_token
+    from tdmr1.rewards.serving import display_url, run_server
     from tdmr1.worlds import get_world
 
     w = get_world(world)
@@ -38,14 +46,22 @@ def serve_reward_command(
         own = w.make_reward()
         rewards[getattr(own, "name", world)] = own
     token = resolve_token(host, token)
-    limits = Limits(max_images=max_images, max_body_bytes=int(max_body_mb * 1024 * 1024))
+    limits = Limits(
+        max_images=max_images,
+        max_body_bytes=int(max_body_mb * 1024 * 1024),
+        max_pixels=int(max_megapixels * 1024 * 1024),
+        reward_timeout_s=reward_timeout_s,
+    )
     image_size = None if any_size else w.image_size
-    app = create_reward_app(rewards, image_size=image_size, limits=limits, token=token)
-    where = f"http://{host}:{port}"
+    app = create_reward_app(
+        rewards, image_size=image_size, limits=limits, token=token, allowed_hosts=(*allow_host, host)
+    )
+    where = display_url(host, port)
     size = "images of any size" if image_size is None else f"world {world} ({image_size[0]}x{image_size[1]})"
     print(f"serving reward(s) {', '.join(rewards)} for {size} at {where}")
     if token:
         note = "" if is_loopback(host) else " (generated: this server listens beyond this machine)"
         print(f"access token{note}: {token}  (clients: export TDMR1_REWARD_TOKEN=...)")
     print(f"train with: tdmr1 train --world {world} --set reward={where}", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    del uvicorn  # imported above only to check the extra is installed
+    run_server(app, host, port)

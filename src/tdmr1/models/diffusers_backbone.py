@@ -274,8 +274,10 @@ class SD3Backbone(DiffusersBackbone):
     def __init__(self, pipe, *, integer_timesteps: bool = False, **kwargs):
         kwargs.setdefault("max_sequence_length", 128)
         super().__init__(pipe, **kwargs)
-        #: feed floor(1000 s) like DPMSolverMultistepScheduler(use_flow_sigmas) does (its timesteps are
-        #: int(1000 sigma): 999, 899, 749, 499 for sigmas .9997, .8996, .7496, .4997); default: 1000 s exactly
+        #: at the schedule's levels feed floor(1000 s) like DPMSolverMultistepScheduler(use_flow_sigmas) does
+        #: (its timesteps are int(1000 sigma): 999, 899, 749, 499 for sigmas .9997, .8996, .7496, .4997);
+        #: every other level (the training's tau draws, floats in the authors' trainer too) gets 1000 s.
+        #: Off: 1000 s everywhere (FlowMatchEulerDiscreteScheduler's convention)
         self.integer_timesteps = integer_timesteps
 
     def _text_modules(self, pipe) -> list[nn.Module]:
@@ -305,13 +307,20 @@ class SD3Backbone(DiffusersBackbone):
     def _velocity(self, x: Tensor, s: Tensor, text: Text) -> Tensor:
         embeds, pooled = text
         t = s * 1000.0
+        if self.integer_timesteps:
+            t = torch.where(self._on_schedule(s), torch.floor(t), t)
         return self.denoiser(
             hidden_states=x,
-            timestep=torch.floor(t) if self.integer_timesteps else t,
+            timestep=t,
             encoder_hidden_states=embeds,
             pooled_projections=pooled,
             return_dict=False,
         )[0]
+
+    def _on_schedule(self, s: Tensor) -> Tensor:
+        """[N] bool: which levels are (to float rounding) one of the few-step schedule's."""
+        sig = self.sigmas.to(device=s.device, dtype=s.dtype)
+        return (s.unsqueeze(1) - sig.unsqueeze(0)).abs().amin(dim=1) < 1e-6
 
 
 class ZImageBackbone(DiffusersBackbone):

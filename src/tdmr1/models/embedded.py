@@ -198,6 +198,9 @@ class EmbeddedT2I(nn.Module):
             state = load_file(str(weights_path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"{weights_path}: corrupt weights file ({exc})") from None
+        bad = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+        if bad is not None:
+            raise CheckpointError(f"{weights_path}: weight {bad} holds NaN or infinite values")
         model.load_flat_state(state, source=str(weights_path))
         return model.to(device)
 

@@ -14,7 +14,10 @@ Presets (``LORA_PRESETS``; pick one with :func:`lora_settings`):
   ``attention.{to_q,to_k,to_v,to_out.0}`` in every block (main layers, noise and context refiners):
   272 tensors, 33.42 M parameters per role, all (32, 3840) or (3840, 32).
 
-The released adapters are ``torch.save``d *lists* of tensors in parameter order with no names. Their
+The released adapters hold tensors in parameter order with no names: the authors save them with their EMA
+wrapper (``flow_grpo/ema.py``: ``{"decay": float, "ema_parameters": [tensors]}``, read back as
+``state_dict["ema_parameters"]``); :func:`read_ordered` also takes a bare list or an all-tensor dict, and
+:func:`write_ordered` writes the EMA form, so the authors' loaders read what ``convert-lora`` writes. Their
 order is that of ``denoiser.named_parameters()`` restricted to one adapter (module registration order,
 ``lora_A`` before ``lora_B`` in each layer), which is what :func:`adapter_layout` returns for the
 installed diffusers. :func:`load_ordered_adapter` checks count and every shape. A wrong order is caught
@@ -42,6 +45,9 @@ SD3_AUTHORS_TARGETS: tuple[str, ...] = tuple(
     for name in ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out")
 )
 ZIMAGE_AUTHORS_TARGETS: tuple[str, ...] = tuple(f"attention.{name}" for name in ("to_q", "to_k", "to_v", "to_out.0"))
+
+#: the key of the tensor list in the authors' EMA-wrapper files (``EMAModuleWrapper.state_dict()``)
+EMA_KEY = "ema_parameters"
 
 #: preset name -> (target modules, rank, alpha)
 LORA_PRESETS: dict[str, tuple[tuple[str, ...], int, float]] = {
@@ -121,11 +127,23 @@ def read_ordered(path: str | Path) -> list[torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickle/zip/unsafe-global errors all mean: not a weights file
         raise CheckpointError(f"{path}: not a readable torch weights file ({str(exc).splitlines()[0]})") from None
-    if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if isinstance(obj, dict) and EMA_KEY in obj:  # the authors' EMA wrapper: {"decay", "ema_parameters"}
+        obj = obj[EMA_KEY]
+    elif isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
         obj = list(obj.values())  # a state dict saved in order: its values keep parameter order
     if not isinstance(obj, list | tuple) or not all(isinstance(t, torch.Tensor) for t in obj):
-        raise CheckpointError(f"{path}: expected a list of tensors in parameter order, got {type(obj).__name__}")
+        raise CheckpointError(
+            f"{path}: expected a list of tensors in parameter order (or the authors' {{'decay', '{EMA_KEY}'}} "
+            f"dict), got {type(obj).__name__}"
+        )
     return list(obj)
+
+
+def write_ordered(path: str | Path, tensors: Sequence[torch.Tensor], decay: float = 0.0) -> Path:
+    """Save an order-only tensor list in the authors' EMA-wrapper form (``{"decay", "ema_parameters"}``)."""
+    path = Path(path)
+    torch.save({"decay": float(decay), EMA_KEY: [t.detach().cpu().contiguous() for t in tensors]}, path)
+    return path
 
 
 def check_ordered(tensors: Sequence[torch.Tensor], layout: list[tuple[str, tuple[int, ...]]], source: str) -> None:
@@ -203,16 +221,19 @@ def pipeline_layout(path: str | Path, lora: LoraSettings) -> list[tuple[str, tup
     return reference_layout(cls, config, lora)
 
 
-def convert_lora(src: str | Path, dst: str | Path, layout: list[tuple[str, tuple[int, ...]]]) -> Path:
+def convert_lora(
+    src: str | Path, dst: str | Path, layout: list[tuple[str, tuple[int, ...]]], decay: float = 0.0
+) -> Path:
     """Authors' order-only ``.ckpt`` <-> named peft ``.safetensors``, by the file suffixes; the names come
-    from ``layout`` (:func:`pipeline_layout` or :func:`adapter_layout`). Count/shape mismatches fail."""
+    from ``layout`` (:func:`pipeline_layout` or :func:`adapter_layout`). Count/shape mismatches fail. A
+    ``.ckpt`` is written in the authors' EMA form with ``decay`` (the EMA that made the weights, if known)."""
     from safetensors.torch import load_file, save_file
 
     src, dst = Path(src), Path(dst)
     if src.suffix == ".safetensors" and dst.suffix != ".safetensors":
         if not src.is_file():
             raise CheckpointError(f"LoRA file not found: {src}")
-        torch.save(named_to_ordered(load_file(str(src)), layout), dst)
+        write_ordered(dst, named_to_ordered(load_file(str(src)), layout), decay)
     elif src.suffix != ".safetensors" and dst.suffix == ".safetensors":
         save_file(ordered_to_named(read_ordered(src), layout, str(src)), str(dst))
     else:

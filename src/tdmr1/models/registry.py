@@ -42,8 +42,10 @@ class BackboneSpec:
     mixed_precision: str = option("no", "denoiser compute dtype under autocast: no, bf16 or fp16 (weights fp32)")
     text_dtype: str = option("fp32", "text encoder weights: fp32, bf16 or fp16")
     max_sequence_length: int | None = option(None, "T5 / Qwen3 tokens (default: SD3 128, Z-Image 512)")
-    integer_timesteps: bool = option(
-        False, "SD3: feed floor(1000 s) as diffusers' DPM-Solver scheduler does (999, 899, 749, 499)"
+    integer_timesteps: bool | None = option(
+        None,
+        "SD3: at the schedule's levels feed floor(1000 s) as the authors' DPM-Solver scheduler does (999, 899, "
+        "749, 499; tau draws stay 1000 s); default (None): on, as the released weights were trained",
     )
 
     def validate(self) -> None:
@@ -106,7 +108,7 @@ def load_backbone(spec: BackboneSpec | str | Path, device: str | torch.device = 
     if spec.max_sequence_length is not None:
         kwargs["max_sequence_length"] = spec.max_sequence_length
     if kind == "sd3":
-        kwargs["integer_timesteps"] = spec.integer_timesteps
+        kwargs["integer_timesteps"] = True if spec.integer_timesteps is None else spec.integer_timesteps
     return BACKBONES[kind].from_pretrained(spec.path, **kwargs).to(device)
 
 

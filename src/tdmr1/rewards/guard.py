@@ -11,6 +11,22 @@ from tdmr1.errors import RewardError
 from tdmr1.rewards.base import Reward, RewardOutput
 
 
+def as_scores(raw: Any, n: int, name: str) -> np.ndarray:
+    """A reward's scores as float32 [n] (values beyond float32 become inf: callers check finiteness);
+    RewardError for strings, None or objects (never parsed: ``"0.5"`` is not a score) and for a wrong shape."""
+    try:
+        arr = np.asarray(raw)
+    except (TypeError, ValueError):  # ragged lists and the like
+        raise RewardError(f"reward {name!r} returned scores that are not an array of numbers") from None
+    if arr.dtype.kind not in "biuf":
+        first = repr(arr.reshape(-1).tolist()[0])[:40] if arr.size else ""
+        raise RewardError(f"reward {name!r} returned scores that are not numbers ({arr.dtype.name} {first})".strip())
+    if arr.shape != (n,):
+        raise RewardError(f"reward {name!r} returned scores of shape {arr.shape}, expected ({n},)")
+    with np.errstate(over="ignore"):
+        return arr.astype(np.float32)
+
+
 def call_reward(
     reward: Reward,
     images: np.ndarray,
@@ -39,14 +55,11 @@ def call_reward(
         exc = result["exc"]
         if isinstance(exc, RewardError):
             raise exc
-        if not isinstance(exc, Exception):
-            raise exc
-        raise RewardError(f"reward {name!r} raised {type(exc).__name__}: {exc}") from exc
+        # SystemExit / KeyboardInterrupt raised on the reward's own thread are its failure, not the user's
+        # wish to stop: a reward must never end a run as if it had finished
+        raise RewardError(f"reward {name!r} raised {type(exc).__name__}: {exc}") from None
     out = result["out"]
-    scores = getattr(out, "scores", out)
-    scores = np.asarray(scores, dtype=np.float32)
-    if scores.shape != (len(images),):
-        raise RewardError(f"reward {name!r} returned scores of shape {scores.shape}, expected ({len(images)},)")
+    scores = as_scores(getattr(out, "scores", out), len(images), name)
     bad = ~np.isfinite(scores)
     if bad.any():
         raise RewardError(

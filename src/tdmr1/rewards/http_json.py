@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tdmr1.errors import RewardError
+from tdmr1.rewards.web_guard import parse_json
 
 RETRY_STATUS = frozenset({429, 502, 503, 504})
 
@@ -39,6 +40,7 @@ class JsonPoster:
     backoff_s: float = 0.5
     token: str | None = None
     requests: int = 0  # HTTP requests sent (tests: a cache hit sends none)
+    max_response_bytes: int = 16 * 1024 * 1024
 
     def post(self, path: str, payload: dict[str, Any]) -> Any:
         body = json.dumps(payload).encode()
@@ -53,7 +55,7 @@ class JsonPoster:
             self.requests += 1
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:
-                    raw = resp.read()
+                    raw = resp.read(self.max_response_bytes + 1)
             except urllib.error.HTTPError as exc:
                 reason = server_reason(exc)
                 if exc.code in RETRY_STATUS:
@@ -69,8 +71,10 @@ class JsonPoster:
                 if isinstance(cause, TimeoutError | socket.timeout):
                     last = f"no answer within {self.timeout_s:g} s"
                 continue
+            if len(raw) > self.max_response_bytes:
+                raise RewardError(f"{self.what} {self.url} answered more than {self.max_response_bytes} bytes")
             try:
-                return json.loads(raw)  # NaN / Infinity literals parse; callers check their values
-            except (json.JSONDecodeError, UnicodeDecodeError):
+                return parse_json(raw)  # NaN / Infinity literals parse; callers check their values
+            except ValueError:  # malformed, not UTF-8, or nested too deep
                 raise RewardError(f"{self.what} {self.url} answered with malformed JSON") from None
         raise RewardError(f"{self.what} {self.url} failed after {self.retries + 1} tries: {last}")

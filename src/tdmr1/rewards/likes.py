@@ -13,7 +13,9 @@ like / dislike (keys too), and each like is reward 1, each dislike 0.
   person.
 """
 
+import hmac
 import re
+import secrets
 import sqlite3
 import threading
 import time
@@ -30,6 +32,8 @@ from tdmr1.rewards.server import is_loopback, resolve_token, token_ok
 
 DEFAULT_PORT = 8766
 DB_NAME = "likes.sqlite"
+PAGE_TOKEN_HEADER = "X-Tdmr1-Page"
+MAX_LABEL_BYTES = 4096
 
 
 class LikesStore:
@@ -119,7 +123,7 @@ class LikesSession:
         """Store a label for an image of the current batch; returns how many are still needed."""
         with self.cond:
             matches = [it for it in self.items if it.digest == digest and it.prompt == prompt]
-            if not matches:
+            if not matches or not self.waiting:  # a consumed batch: the trainer has used its labels
                 raise KeyError(digest)
             self.store.put(self.run, self.iteration, prompt, digest, label)
             for it in matches:
@@ -169,25 +173,42 @@ class LikesSession:
 _SAMPLE_NAME = re.compile(r"^[A-Za-z0-9_.-]+\.png$")
 
 
-def create_likes_app(session: LikesSession, token: str | None = None):
+def create_likes_app(session: LikesSession, token: str | None = None, allowed_hosts: tuple[str, ...] = ()):
     """The likes page (``/``) and its endpoints: ``GET /api/state``, ``GET /api/image/{hash}``,
-    ``POST /api/label`` (``{"hash", "prompt", "label": 0 | 1}``), ``GET /api/sample/{name}``, ``GET /health``."""
+    ``POST /api/label`` (``{"hash", "prompt", "label": 0 | 1}``), ``GET /api/sample/{name}``, ``GET /health``.
+
+    No other web page can drive it: a foreign ``Host`` (DNS rebinding) or a cross-site request is refused
+    (403, ``web_guard``); the state and the labels need the per-run page token (``app.state.page_token``,
+    in the page, sent by its script as ``X-Tdmr1-Page``) even on loopback; labels must be JSON; the page
+    cannot be framed. ``token`` (the access token, beyond loopback) is required on top for everything."""
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-    from tdmr1.rewards.likes_page import PAGE
+    from tdmr1.rewards.likes_page import PAGE, PAGE_TOKEN_SLOT
+    from tdmr1.rewards.web_guard import install_guard, is_json_content_type, parse_json
 
+    page_token = secrets.token_urlsafe(18)
     app = FastAPI(title="tdmr1 likes", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.page_token = page_token
+    page_html = PAGE.replace(PAGE_TOKEN_SLOT, page_token)
+
+    def refused(status: int, reason: str) -> JSONResponse:
+        return JSONResponse({"error": reason}, status_code=status)
+
+    def page_token_ok(request: Request) -> bool:
+        return hmac.compare_digest(request.headers.get(PAGE_TOKEN_HEADER, "").encode(), page_token.encode())
 
     @app.middleware("http")
     async def _auth(request: Request, call_next):
         if not token_ok(token, request.headers, request.query_params):
-            return JSONResponse({"error": "missing or wrong access token"}, status_code=401)
+            return refused(401, "missing or wrong access token")
+        if request.url.path in ("/api/state", "/api/label") and not page_token_ok(request):
+            return refused(403, f"missing or wrong page token ({PAGE_TOKEN_HEADER}): use the page")
         return await call_next(request)
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:
-        return PAGE
+        return page_html
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -202,31 +223,37 @@ def create_likes_app(session: LikesSession, token: str | None = None):
         with session.cond:
             data = session.pngs.get(digest)
         if data is None:
-            return JSONResponse({"error": "no such image in the current batch"}, status_code=404)
-        return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+            return refused(404, "no such image in the current batch")
+        return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
     @app.get("/api/sample/{name}")
     def sample(name: str) -> Response:
         path = session.samples_dir / name if session.samples_dir is not None else None
         if path is None or not _SAMPLE_NAME.match(name) or not path.is_file():
-            return JSONResponse({"error": "no such sample grid"}, status_code=404)
+            return refused(404, "no such sample grid")
         return Response(path.read_bytes(), media_type="image/png")
 
     @app.post("/api/label")
     async def label(request: Request) -> Response:
+        if not is_json_content_type(request.headers.get("content-type")):
+            return refused(415, "labels must be sent as application/json")
+        body = await request.body()
+        if len(body) > MAX_LABEL_BYTES:
+            return refused(413, f"a label is at most {MAX_LABEL_BYTES} bytes")
         try:
-            data = await request.json()
+            data = parse_json(body)
             digest, prompt, value = data["hash"], data["prompt"], data["label"]
         except Exception:  # noqa: BLE001 - any malformed body
-            return JSONResponse({"error": 'expected {"hash": str, "prompt": str, "label": 0 or 1}'}, status_code=400)
+            return refused(400, 'expected {"hash": str, "prompt": str, "label": 0 or 1}')
         if value not in (0, 1) or isinstance(value, bool) or not isinstance(digest, str) or not isinstance(prompt, str):
-            return JSONResponse({"error": "label must be 0 (dislike) or 1 (like)"}, status_code=422)
+            return refused(422, "label must be 0 (dislike) or 1 (like)")
         try:
             needed = session.label(digest, prompt, value)
         except KeyError:
-            return JSONResponse({"error": "that image is not in the batch waiting for labels"}, status_code=409)
+            return refused(409, "that image is not in the batch waiting for labels (the trainer has used it)")
         return JSONResponse({"ok": True, "needed": needed})
 
+    install_guard(app, allowed_hosts, navigation_paths=("/",))
     return app
 
 
@@ -242,6 +269,7 @@ class LikesReward:
         db: the SQLite file (overrides ``run_dir``), e.g. another run's labels to replay.
         run: the run name stored with each label (default: the run folder's name).
         start: start the web app now (tests pass False and drive ``create_likes_app`` themselves).
+        allowed_hosts: host names the page answers to besides IP literals, localhost and this machine's.
     """
 
     name = "likes"
@@ -257,6 +285,7 @@ class LikesReward:
         run: str | None = None,
         open_browser: bool = False,
         start: bool = True,
+        allowed_hosts: tuple[str, ...] | list[str] = (),
     ):
         run_dir = Path(run_dir) if run_dir is not None else None
         self.db_path = Path(db) if db is not None else (run_dir / DB_NAME if run_dir is not None else Path(DB_NAME))
@@ -267,6 +296,7 @@ class LikesReward:
         self.iteration = 0
         self.host, self.port = host, int(port)
         self.token = resolve_token(host, token)
+        self.allowed_hosts = (*allowed_hosts, host)
         self.session = LikesSession(self.store, self.run, run_dir / "samples" if run_dir is not None else None)
         self.server = None
         self.url: str | None = None
@@ -281,7 +311,9 @@ class LikesReward:
             if not is_loopback(self.host) and not self.token:
                 raise RewardError("likes: a token is required when the page listens beyond this machine")
             try:
-                self.server = ServerThread(create_likes_app(self.session, self.token), self.host, self.port).start()
+                self.server = ServerThread(
+                    create_likes_app(self.session, self.token, self.allowed_hosts), self.host, self.port
+                ).start()
             except OSError as exc:
                 raise RewardError(f"likes: cannot listen on {self.host}:{self.port} ({exc.strerror or exc})") from None
             self.url = self.server.url + (f"/?token={self.token}" if self.token else "/")

@@ -1,9 +1,13 @@
 # ruff: noqa: E501 - the page is one HTML/JS document
-"""The likes page: one self-contained HTML document (no external assets), served by ``create_likes_app``."""
+"""The likes page: one self-contained HTML document (no external assets), served by ``create_likes_app``
+with the run's page token in its ``<meta>`` (its script sends it with every API call)."""
+
+PAGE_TOKEN_SLOT = "__TDMR1_PAGE_TOKEN__"
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>tdmr1 likes</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="tdmr1-page-token" content="__TDMR1_PAGE_TOKEN__">
 <style>
 body{font:14px system-ui,sans-serif;margin:0;background:#f6f6f4;color:#222}
 header{background:#263238;color:#fff;padding:10px 18px;display:flex;gap:24px;align-items:baseline;flex-wrap:wrap}
@@ -40,7 +44,8 @@ kbd{background:#eee;border:1px solid #bbb;border-radius:3px;padding:0 4px;font-s
 <script>
 const token = new URLSearchParams(location.search).get("token") || "";
 const q = token ? "?token=" + encodeURIComponent(token) : "";
-const hdr = token ? {"X-Token": token} : {};
+const pageToken = document.querySelector('meta[name="tdmr1-page-token"]').content;
+const hdr = {...(token ? {"X-Token": token} : {}), "X-Tdmr1-Page": pageToken};
 let state = null, cells = [], sel = 0, batchKey = "";
 function esc(s){return s.replace(/[&<>"]/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;"}[c]));}
 async function send(i, label){

@@ -53,8 +53,25 @@ def encode_image(image: np.ndarray) -> str:
     return base64.b64encode(png_bytes(image)).decode("ascii")
 
 
-def decode_image(text: str, index: int = 0) -> np.ndarray:
-    """uint8 [H, W, 3] from a base64 PNG; DataError naming the image otherwise."""
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(text: str, index: int = 0) -> tuple[int, int]:
+    """(height, width) of a base64 PNG read from its header alone (nothing is decoded); DataError otherwise."""
+    if not isinstance(text, str):
+        raise DataError(f"image {index}: expected a base64 PNG string, got {type(text).__name__}")
+    try:
+        head = base64.b64decode(text[:32], validate=True)  # 24 bytes: signature, IHDR length and type, W, H
+    except ValueError:
+        head = b""
+    if len(head) < 24 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
+        raise DataError(f"image {index}: not a base64 PNG (no PNG header)")
+    return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+
+
+def decode_image(text: str, index: int = 0, max_pixels: int | None = None) -> np.ndarray:
+    """uint8 [H, W, 3] from a base64 PNG; DataError naming the image otherwise (also, before any pixel is
+    decoded, for an image of more than ``max_pixels`` pixels)."""
     if not isinstance(text, str):
         raise DataError(f"image {index}: expected a base64 PNG string, got {type(text).__name__}")
     try:
@@ -62,6 +79,8 @@ def decode_image(text: str, index: int = 0) -> np.ndarray:
         with Image.open(io.BytesIO(raw)) as img:
             if img.format != "PNG":
                 raise DataError(f"image {index}: expected PNG, got {img.format}")
+            if max_pixels is not None and img.width * img.height > max_pixels:
+                raise DataError(f"image {index} is {img.height}x{img.width}: more than {max_pixels} pixels")
             return np.asarray(img.convert("RGB"), dtype=np.uint8)
     except DataError:
         raise

@@ -37,6 +37,14 @@ def default_cache_path() -> Path:
     return Path(root) / "tdmr1" / "reward_cache.sqlite"
 
 
+def _finite32(value: Any) -> bool:
+    """A number that stays finite as float32 (what the trainer computes with)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    with np.errstate(over="ignore"):
+        return bool(np.isfinite(np.float32(value)))
+
+
 class ScoreCache:
     """Scores (and per-image info) on disk, one SQLite row per (reward id, image, prompt + metadata)."""
 
@@ -63,10 +71,13 @@ class ScoreCache:
                 rows = db.execute(
                     f"SELECT key, score, info FROM scores WHERE key IN ({','.join('?' * len(part))})", part
                 )
-                found.update({k: (float(s), json.loads(i)) for k, s, i in rows})
+                # a non-finite row (an older version cached an answer it should have refused) is a miss
+                found.update({k: (float(s), json.loads(i)) for k, s, i in rows if _finite32(s)})
         return found
 
     def put(self, items: list[tuple[str, float, dict[str, Any]]]) -> None:
+        if not all(_finite32(s) for _, s, _ in items):
+            raise RewardError("refusing to cache a non-finite score")  # never reached: answers are checked first
         now = time.time()
         with self._lock, self._connect() as db:
             db.executemany(
@@ -139,11 +150,16 @@ class RemoteReward:
             got = len(scores) if isinstance(scores, list) else type(scores).__name__
             raise RewardError(f"reward server {self.url} returned {got} scores for {n} images")
         for i, s in enumerate(scores):
-            if isinstance(s, bool) or not isinstance(s, int | float) or not math.isfinite(s):
-                raise RewardError(
-                    f"reward server {self.url} returned a non-finite score {s!r} for image {i} (prompt {prompts[i]!r})"
-                )
+            where = f"for image {i} (prompt {prompts[i]!r})"
+            if isinstance(s, bool) or not isinstance(s, int | float):
+                shown = repr(s)[:40]
+                raise RewardError(f"reward server {self.url} returned a score that is not a number ({shown}) {where}")
+            if not math.isfinite(s) or not _finite32(s):
+                kind = "non-finite" if not math.isfinite(s) else "out-of-range (not finite as float32)"
+                raise RewardError(f"reward server {self.url} returned a {kind} score {s!r} {where}")
         info_in = answer.get("info") or {}
+        if not isinstance(info_in, dict):
+            info_in = {}
         info = {k: v for k, v in info_in.items() if isinstance(v, list) and len(v) == n}
         per_image = [{k: v[i] for k, v in info.items()} for i in range(n)]
         return np.asarray(scores, dtype=np.float32), per_image

@@ -5,11 +5,16 @@ with uvicorn on a background thread (tests, the likes page). Request limits answ
 400 malformed JSON, 401 missing / wrong token, 404 unknown reward, 413 body or batch too large,
 422 fields or images that do not follow the protocol (wrong size included). A reward that raises or
 returns non-finite scores answers 500 with the reason. Nothing is ever unpickled.
+
+No web page can use it: a foreign ``Host`` or a cross-site request answers 403 (``web_guard``). Memory is
+bounded before any pixel is decoded (PNG sizes are read from their headers); a body that does not arrive
+within the read timeout answers 408; a reward that does not answer within the reward timeout answers 504,
+and while it is still stuck other requests answer 503 at once.
 """
 
+import asyncio
 import hmac
 import ipaddress
-import json
 import math
 import secrets
 import socket
@@ -21,9 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from tdmr1.errors import DataError
+from tdmr1.errors import DataError, RewardError
 from tdmr1.rewards.base import Reward
-from tdmr1.rewards.protocol import HEALTH_PATH, PROTOCOL_VERSION, SCORE_PATH, decode_image, jsonable
+from tdmr1.rewards.guard import as_scores
+from tdmr1.rewards.protocol import HEALTH_PATH, PROTOCOL_VERSION, SCORE_PATH, decode_image, jsonable, png_size
+from tdmr1.rewards.web_guard import install_guard, parse_json
 
 TOKEN_ENV = "TDMR1_REWARD_TOKEN"
 
@@ -34,6 +41,9 @@ class Limits:
 
     max_images: int = 256
     max_body_bytes: int = 32 * 1024 * 1024
+    max_pixels: int = 32 * 1024 * 1024  # all images of a request together (uint8 RGB: 96 MiB)
+    read_timeout_s: float = 30.0
+    reward_timeout_s: float = 300.0
 
 
 def is_loopback(host: str) -> bool:
@@ -70,8 +80,8 @@ class _Reject(Exception):
 
 def _parse_request(body: bytes, rewards: Mapping[str, Reward], default: str, image_size, limits: Limits):
     try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = parse_json(body)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, too deeply nested
         raise _Reject(400, f"malformed JSON: {exc}") from None
     if not isinstance(data, dict):
         raise _Reject(422, "the request must be a JSON object with prompts and images")
@@ -94,13 +104,22 @@ def _parse_request(body: bytes, rewards: Mapping[str, Reward], default: str, ima
     if not isinstance(metadata, list) or len(metadata) != len(images) or not all(isinstance(m, dict) for m in metadata):
         raise _Reject(422, f"metadata must be a list of {len(images)} objects")
     try:
-        arrays = [decode_image(text, i) for i, text in enumerate(images)]
+        sizes = [png_size(text, i) for i, text in enumerate(images)]  # headers only: nothing decoded yet
     except DataError as exc:
         raise _Reject(422, str(exc)) from None
-    for i, arr in enumerate(arrays):
-        if image_size is not None and tuple(arr.shape[:2]) != tuple(image_size):
+    for i, size in enumerate(sizes):
+        if image_size is not None and size != tuple(image_size):
             h, w = image_size
-            raise _Reject(422, f"image {i} is {arr.shape[0]}x{arr.shape[1]}; this server's world takes {h}x{w}")
+            raise _Reject(422, f"image {i} is {size[0]}x{size[1]}; this server's world takes {h}x{w}")
+    pixels = sum(h * w for h, w in sizes)
+    if pixels > limits.max_pixels:
+        raise _Reject(413, f"images of {pixels} pixels in all exceed the limit of {limits.max_pixels} per request")
+    try:
+        arrays = [
+            decode_image(text, i, max_pixels=h * w) for i, (text, (h, w)) in enumerate(zip(images, sizes, strict=True))
+        ]
+    except DataError as exc:
+        raise _Reject(422, str(exc)) from None
     if arrays and len({a.shape for a in arrays}) > 1:
         raise _Reject(422, "all images of a request must have the same size")
     batch = np.stack(arrays) if arrays else np.zeros((0, *(image_size or (1, 1)), 3), dtype=np.uint8)
@@ -113,17 +132,19 @@ def create_reward_app(
     image_size: tuple[int, int] | None = None,
     limits: Limits | None = None,
     token: str | None = None,
+    allowed_hosts: tuple[str, ...] = (),
 ):
-    """FastAPI app serving ``rewards`` (name -> reward) on ``/v1/score`` and ``/health``."""
+    """FastAPI app serving ``rewards`` (name -> reward) on ``/v1/score`` and ``/health``; ``allowed_hosts``:
+    host names it answers to besides IP literals, localhost and this machine's names."""
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
-    from starlette.concurrency import run_in_threadpool
 
     if not rewards:
         raise ValueError("no rewards to serve")
     limits = limits or Limits()
     default = default or next(iter(rewards))
     lock = threading.Lock()  # rewards need not be thread-safe: one batch at a time
+    stuck = threading.Event()  # a reward call that timed out still holds the lock
     app = FastAPI(title="tdmr1 reward server", docs_url=None, redoc_url=None, openapi_url=None)
 
     def error(status: int, reason: str) -> JSONResponse:
@@ -151,30 +172,47 @@ def create_reward_app(
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
             return error(413, f"body of {declared} bytes exceeds the limit of {limits.max_body_bytes}")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limits.max_body_bytes:
-                return error(413, f"body exceeds the limit of {limits.max_body_bytes} bytes")
-            chunks.append(chunk)
+
+        async def read_body() -> bytes:
+            chunks, size = [], 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limits.max_body_bytes:
+                    raise _Reject(413, f"body exceeds the limit of {limits.max_body_bytes} bytes")
+                chunks.append(chunk)
+            return b"".join(chunks)
+
         try:
-            name, images, prompts, metadata = _parse_request(b"".join(chunks), rewards, default, image_size, limits)
+            body = await asyncio.wait_for(read_body(), limits.read_timeout_s)
+            name, images, prompts, metadata = _parse_request(body, rewards, default, image_size, limits)
         except _Reject as rej:
             return error(rej.status, rej.reason)
+        except TimeoutError:
+            return error(408, f"the request body did not arrive within {limits.read_timeout_s:g} s")
+        if stuck.is_set():
+            return error(503, f"reward {name!r} is still stuck on an earlier request that timed out")
 
         def run():
-            with lock:
+            if not lock.acquire(timeout=limits.reward_timeout_s):
+                raise TimeoutError
+            try:
                 return rewards[name](images, prompts, metadata)
+            finally:
+                lock.release()
+                stuck.clear()
 
         try:
-            out = await run_in_threadpool(run)
+            out = await _in_daemon_thread(run, limits.reward_timeout_s, stuck)
+        except TimeoutError:
+            return error(504, f"reward {name!r} did not answer within {limits.reward_timeout_s:g} s")
         except DataError as exc:  # the reward refused these images (size, channels, ...): the client's to fix
             return error(422, f"reward {name!r} refused the request: {exc}")
         except Exception as exc:  # noqa: BLE001 - the reward is a black box
             return error(500, f"reward {name!r} raised {type(exc).__name__}: {exc}")
-        scores = np.asarray(getattr(out, "scores", out), dtype=np.float64)
-        if scores.shape != (len(images),):
-            return error(500, f"reward {name!r} returned scores of shape {scores.shape} for {len(images)} images")
+        try:  # float32, what the client keeps (1e39 is inf there); float32 -> JSON is exact
+            scores = as_scores(getattr(out, "scores", out), len(images), name)
+        except RewardError as exc:
+            return error(500, str(exc))
         bad = [i for i, s in enumerate(scores.tolist()) if not math.isfinite(s)]
         if bad:
             return error(500, f"reward {name!r} returned a non-finite score for image {bad[0]}")
@@ -186,13 +224,48 @@ def create_reward_app(
         # float32 -> float64 is exact and json writes the shortest repr that round-trips: bit for bit
         return {"reward": name, "scores": scores.tolist(), "info": info}
 
+    install_guard(app, allowed_hosts)
     return app
+
+
+async def _in_daemon_thread(fn, timeout_s: float, stuck: threading.Event):
+    """``fn()`` on a daemon thread, awaited at most ``timeout_s`` (then ``stuck`` is set until it returns;
+    the thread is abandoned, never waited for: a hung reward neither blocks the server nor its shutdown).
+    A reward raising SystemExit / KeyboardInterrupt is reported as an error, not obeyed."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(result: Any, exc: BaseException | None) -> None:
+        if not future.done():
+            future.set_exception(exc) if exc is not None else future.set_result(result)
+
+    def target() -> None:
+        result, error = None, None
+        try:
+            result = fn()
+        except Exception as exc:  # noqa: BLE001 - handed to the request
+            error = exc
+        except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt from a black box
+            error = RuntimeError(f"{type(exc).__name__}({exc})")
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the server has shut down meanwhile
+            pass
+
+    threading.Thread(target=target, daemon=True, name="reward").start()
+    try:
+        return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+    except TimeoutError:
+        stuck.set()
+        raise
 
 
 class ServerThread:
     """A uvicorn server on a background thread, bound to a socket opened before it starts."""
 
-    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"):
+    def __init__(
+        self, app, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning", read_timeout_s: float = 30.0
+    ):
         import uvicorn
 
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -200,14 +273,16 @@ class ServerThread:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
         self.host, self.port = host, self.sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off")
-        self.server = uvicorn.Server(config)
+        from tdmr1.rewards.serving import server_config
+
+        self.server = uvicorn.Server(server_config(app, host, self.port, read_timeout_s, log_level=log_level))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        from tdmr1.rewards.serving import display_url
+
+        return display_url(self.host, self.port)
 
     def start(self, timeout_s: float = 10.0) -> "ServerThread":
         self.thread.start()

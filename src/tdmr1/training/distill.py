@@ -27,6 +27,7 @@ from tdmr1.training.ema import TensorEMA
 from tdmr1.training.progress import RunLogger
 from tdmr1.training.rng import RunRNG, global_rng_untouched
 from tdmr1.training.state import load_training_state, prepare_run_dir, save_training_state
+from tdmr1.training.stops import check_finite, interrupted
 from tdmr1.training.student import export_student
 from tdmr1.training.system import FewStepSystem
 from tdmr1.training.tdm_losses import fake_update, generator_loss
@@ -100,7 +101,7 @@ class PromptSampler:
 def distill(cfg: DistillConfig, out_dir: str | Path, resume: bool = True, quiet: bool = False) -> Path:
     """Run TDM distillation into ``out_dir``; returns the exported student folder (``out_dir/model``)."""
     out_dir = Path(out_dir)
-    has_state = prepare_run_dir(out_dir, resume)
+    has_state = prepare_run_dir(out_dir, resume, to_dict(cfg))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -157,12 +158,14 @@ def distill(cfg: DistillConfig, out_dir: str | Path, resume: bool = True, quiet:
             # (1) fake score on the student's one-step outputs (no grad into the generator)
             for _ in range(cfg.fake_updates):
                 loss_f = fake_update(system, x_next, x0_hat, s_next, s_upper, cond, cfg.fake_base_weight, gen)
+                check_finite({"loss_fake": loss_f}, "iteration", step + 1)
                 opt_f.zero_grad(set_to_none=True)
                 loss_f.backward()
                 gn_f = torch.nn.utils.clip_grad_norm_(system.roles.parameters("fake"), cfg.grad_clip)
                 opt_f.step()
             # (2) generator: the same step, pushed along the teacher-vs-fake direction
             loss_g = generator_loss(system, x0_hat, x_next, s_next, cond, uncond, cfg.cfg, cfg.huber_c, gen)
+            check_finite({"loss_gen": loss_g}, "iteration", step + 1)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             gn_g = torch.nn.utils.clip_grad_norm_(system.roles.parameters("generator"), cfg.grad_clip)
@@ -190,6 +193,8 @@ def distill(cfg: DistillConfig, out_dir: str | Path, resume: bool = True, quiet:
                 log.image("samples", imgs, step)
         if step % cfg.checkpoint_every:  # the last iterations (end or time budget) are saved too
             save()
+    except KeyboardInterrupt:
+        raise interrupted("distill", "iteration", step, cfg.checkpoint_every) from None
     finally:
         log.close()
     log.info(f"distilled to iteration {step} in {time.time() - t0:.0f} s; student at {out_dir / 'model'}")

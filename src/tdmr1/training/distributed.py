@@ -63,10 +63,38 @@ def is_main() -> bool:
     return rank_and_size()[0] == 0
 
 
+#: accelerate-launch settings this module does not implement (env var -> what it asks for)
+UNSUPPORTED_ACCELERATE = {
+    "ACCELERATE_USE_FSDP": "FSDP",
+    "ACCELERATE_USE_DEEPSPEED": "DeepSpeed",
+    "ACCELERATE_USE_MEGATRON_LM": "Megatron-LM",
+    "ACCELERATE_USE_PARALLELISM_CONFIG": "a parallelism config",
+}
+
+
+def check_accelerate_env(env: dict[str, str] | None = None) -> None:
+    """ConfigError (one line) when ``accelerate launch`` asks for what is not run here: FSDP, DeepSpeed,
+    Megatron or mixed precision (accelerate is used only to start the process group; roles are synced by
+    hand, see the module docstring; precision is the config's ``backbone.mixed_precision``)."""
+    env = dict(os.environ) if env is None else env
+    asked = [name for key, name in UNSUPPORTED_ACCELERATE.items() if env.get(key, "").lower() in ("true", "1", "yes")]
+    precision = env.get("ACCELERATE_MIXED_PRECISION", "no").lower()
+    if precision not in ("", "no"):
+        asked.append(f"mixed_precision={precision}")
+    if asked:
+        raise ConfigError(
+            f"the accelerate config asks for {', '.join(asked)}, which tdmr1 train does not run: use plain "
+            "multi-GPU data parallel (`accelerate config`: multi-GPU, no FSDP/DeepSpeed, mixed precision no) and "
+            "set precision with backbone.mixed_precision / base_dtype"
+        )
+
+
 def init_from_env(device: torch.device) -> torch.device:
     """Join the process group that ``accelerate launch`` / ``torchrun`` describe in the environment
     (``WORLD_SIZE`` > 1) through accelerate's ``PartialState``; returns this process's device (its own
-    GPU when ``device`` is CUDA). A group created by the caller is used as it is; one process: ``device``."""
+    GPU when ``device`` is CUDA). A group created by the caller is used as it is; one process: ``device``.
+    An accelerate config asking for FSDP, DeepSpeed or mixed precision is refused (:func:`check_accelerate_env`)."""
+    check_accelerate_env()
     if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from accelerate import PartialState
 

@@ -22,6 +22,7 @@ from tdmr1.training.ema import EMA
 from tdmr1.training.progress import RunLogger
 from tdmr1.training.rng import RunRNG, global_rng_untouched
 from tdmr1.training.state import load_training_state, prepare_run_dir, save_training_state
+from tdmr1.training.stops import check_finite, interrupted
 from tdmr1.utils.grid import save_grid
 from tdmr1.worlds import get_world
 
@@ -99,7 +100,7 @@ def flow_matching_loss(
 def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = True, quiet: bool = False) -> Path:
     """Train a teacher into ``out_dir``; returns the folder of the exported EMA model (``out_dir/model``)."""
     out_dir = Path(out_dir)
-    has_state = prepare_run_dir(out_dir, resume)
+    has_state = prepare_run_dir(out_dir, resume, to_dict(cfg))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     world = get_world(cfg.world)
@@ -137,6 +138,7 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = True, quie
             x0 = from_uint8(images, cfg.backbone.channels).to(device)
             s = sample_logit_normal(len(captions), cfg.t_mean, cfg.t_std, generator=rng.torch, device=device)
             loss = flow_matching_loss(model, x0, captions, s, rng.randn_like(x0))
+            check_finite({"loss": loss}, "step", step + 1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -154,6 +156,8 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = True, quie
                 imgs = generate_images(ema.model, grid_prompts, grid_seeds, cfg.sampling)
                 save_grid(imgs, out_dir / "samples" / f"step_{step:06d}.png", labels=grid_prompts)
                 log.image("samples", imgs, step)
+    except KeyboardInterrupt:
+        raise interrupted("pretrain", "step", step, cfg.checkpoint_every) from None
     finally:
         log.close()
     log.info(f"trained to step {step} in {time.time() - t_start:.0f} s; EMA model at {out_dir / 'model'}")

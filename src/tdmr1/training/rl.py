@@ -18,8 +18,8 @@ Several processes (``accelerate launch`` / ``torchrun``, or a process group made
 gathers rewards before the advantages, averages the Bradley-Terry group sums, the logged numbers and,
 before each optimizer step, every role's gradients (the reward head's too); rank 0 writes checkpoints,
 logs and samples, every rank resumes from them. The per-process micro-batch is ``minibatch_groups`` x G /
-W, or, with several processes and a scale config, ``per_device_batch`` (then minibatch_groups =
-per_device_batch x W / G). With one process nothing of this runs.
+W, or, on a scale config that sets it, ``per_device_batch`` (then minibatch_groups = per_device_batch x W /
+G, with one process too: :meth:`ScaleRLConfig.layout`). With one process nothing of this runs.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ from tdmr1.training.prompt_stream import PromptStream, tag_rows, tag_stats
 from tdmr1.training.quick_eval import quick_eval
 from tdmr1.training.rl_config import RLConfig
 from tdmr1.training.state import has_training_state, load_training_state, prepare_run_dir, save_training_state
+from tdmr1.training.stops import check_finite, interrupted
 from tdmr1.training.student import ADAPTER_FILE, export_student, load_student_adapter
 from tdmr1.training.surrogates import ExplicitSurrogate, ImplicitSurrogate, Surrogate, clean_margin, reward_point
 from tdmr1.training.system import FewStepSystem
@@ -189,10 +190,11 @@ class _QuietLog:
 
 def batch_layout(cfg: RLConfig, rank: int, processes: int) -> BatchLayout:
     """How an iteration's images spread over ``processes`` (ConfigError with the reason when they do not):
-    micro-batches of ``minibatch_groups`` groups, or a scale config's ``per_device_batch`` per process."""
-    per_device = getattr(cfg, "per_device_batch", None)
-    if processes > 1 and per_device is not None:
-        return BatchLayout(cfg.group_size, cfg.prompts_per_iteration, processes, per_device, rank)
+    a scale config's own :meth:`ScaleRLConfig.layout` (one source of truth, any number of processes), else
+    micro-batches of ``minibatch_groups`` groups."""
+    layout = getattr(cfg, "layout", None)
+    if layout is not None:
+        return layout(processes, rank)
     return BatchLayout.of_minibatches(cfg.group_size, cfg.prompts_per_iteration, processes, cfg.minibatch_groups, rank)
 
 
@@ -246,6 +248,7 @@ class TDMR1Trainer:
         self.system = FewStepSystem(self.model, list(lora), lora, self.sampling.steps, self.sampling.shift, self.device)
         self.roles = self.system.roles
         if self.scale:
+            self._scale_memory(cfg)  # before init_lora: the adapters must be fp32 when it is copied in
             self._init_scale_generator(cfg)
         else:
             self.roles.load_adapter_state("generator", adapter)
@@ -261,6 +264,8 @@ class TDMR1Trainer:
         self.reward = make_reward(cfg.reward, self.world, run_dir=self.out_dir)
         self.reward_parts: dict[str, float] = {}
         self.pool = self._prompt_pool(cfg)
+        if self.scale and getattr(cfg, "cache_prompts", False):
+            self._cache_prompts()
         self.stream = PromptStream(self.pool, cfg.prompt_stream, cfg.tag_weights)
         self.rng = np.random.default_rng(cfg.seed)
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
@@ -288,7 +293,13 @@ class TDMR1Trainer:
         from tdmr1.models.registry import load_backbone, schedule_of
 
         self.teacher_path = cfg.backbone.path
-        self.model = load_backbone(cfg.backbone, device=self.device)
+        base_dtype = getattr(cfg, "base_dtype", "fp32")
+        # a bf16 base is cast on the CPU first (the fp32 copy never reaches the accelerator); FewStepSystem moves it
+        self.model = load_backbone(cfg.backbone, device=self.device if base_dtype == "fp32" else "cpu")
+        if base_dtype != "fp32":
+            from tdmr1.models.diffusers_backbone import DTYPES
+
+            self.model.denoiser.to(DTYPES[base_dtype])
         if isinstance(self.model, EmbeddedT2I):
             raise ConfigError(
                 f"{cfg.backbone.path} is an embedded checkpoint: train embedded students with init=<student> "
@@ -296,6 +307,25 @@ class TDMR1Trainer:
             )
         sigmas, solver = schedule_of(self.model, 4, 3.0)
         self.sampling = SamplingConfig(steps=len(sigmas) - 1, cfg=1.0, sampler=solver, shift=3.0)
+
+    def _scale_memory(self, cfg: RLConfig) -> None:
+        """A scale config's memory switches: LoRA weights (hence their gradients, EMA and AdamW states) fp32
+        over a bf16 base, and per-block gradient checkpointing that recomputes with the right role."""
+        if getattr(cfg, "base_dtype", "fp32") != "fp32":
+            for name, p in self.model.denoiser.named_parameters():
+                if "lora_" in name:
+                    p.data = p.data.float()
+        if getattr(cfg, "gradient_checkpointing", False):
+            from tdmr1.models.role_checkpointing import enable_role_checkpointing
+
+            enable_role_checkpointing(self.model.denoiser)
+
+    def _cache_prompts(self) -> None:
+        """Every prompt the run will encode (the pool, the grid, the empty prompt) once; then the text
+        encoders leave the accelerator."""
+        prompts = [md["prompt"] for md in self.pool] + list(self.world.grid_prompts()) + [""]
+        self.model.cache_prompts(list(dict.fromkeys(prompts)))
+        self.model.offload_text_encoders("cpu")
 
     def _init_scale_generator(self, cfg: RLConfig) -> None:
         """The generator adapter from ``cfg.init_lora`` (the authors' order-only ``.ckpt`` or a named
@@ -372,6 +402,7 @@ class TDMR1Trainer:
             "lora": to_dict(self.roles.lora["generator"]),
             "sigmas": self.system.sigmas.tolist(),
             "solver": self.system.solver,
+            "ema_decay": self.cfg.ema_decay,  # written as "decay" when converted to the authors' EMA .ckpt
             **meta,
         }
         atomic_write_text(directory / "config.json", json.dumps(info, indent=2))
@@ -456,11 +487,11 @@ class TDMR1Trainer:
                 js = torch.full((len(idx),), j, device=self.device)
                 if ro.x0_preds is not None:  # the generator is unchanged since the rollout: reuse its step
                     x0_hat, x_next = ro.x0_preds[j, idx], ro.states[j + 1, idx]
+                    if sys_.solver != "euler":  # a DPM state is not the Euler step the fake score is noised from
+                        x_next = sys_.euler_from_x0(ro.states[j, idx], x0_hat, js)
                 else:
                     with torch.no_grad():
-                        x0_hat, x_next = sys_.generator_step(
-                            ro.states[j, idx], js, cond, x_next_rollout=ro.states[j + 1, idx]
-                        )
+                        x0_hat, x_next = sys_.generator_step(ro.states[j, idx], js, cond)
                 s_next = sys_.sigmas[js + 1]
                 s_upper = sys_.sigmas[js] if cfg.interval == "separate" else torch.ones_like(s_next)
                 shape = (len(self._whole(s_next)), *x_next.shape[1:])  # the whole minibatch's draws
@@ -507,7 +538,7 @@ class TDMR1Trainer:
             group = ro.group[idx]
             for j in self._train_steps():
                 js = torch.full((len(idx),), j, device=self.device)
-                x0_hat, x_next = sys_.generator_step(ro.states[j, idx], js, cond, x_next_rollout=ro.states[j + 1, idx])
+                x0_hat, x_next = sys_.generator_step(ro.states[j, idx], js, cond)  # x_next: the Euler step
                 s_next = sys_.sigmas[js + 1]
                 with torch.no_grad():
                     x_n = x_next.detach()
@@ -520,7 +551,10 @@ class TDMR1Trainer:
                 x_tau_r, tau_r = reward_point(
                     x_n, s_next, group, sys_.shift, cfg.t_min_reward, self.gen, self._t_max_reward(), x0_hat.detach()
                 )
-                reward_dir, reward_norm = self.surrogate.reward_direction(x0_hat, x_tau_r, tau_r, cond, uncond)
+                if j < cfg.trunc_steps:
+                    reward_dir, reward_norm = self.surrogate.reward_direction(x0_hat, x_tau_r, tau_r, cond, uncond)
+                else:  # masked out below: skip the surrogate's forwards (the draws above keep the random stream)
+                    reward_dir, reward_norm = torch.zeros_like(x0_hat), None
                 loss, info = generator_rl_loss(
                     x0_hat,
                     x0_base_cond=x0_base_c,
@@ -539,6 +573,12 @@ class TDMR1Trainer:
                 for key, v in {"loss_gen": loss.item(), **info}.items():
                     sums[key] = sums.get(key, 0.0) + v / self._n_micro()
         return average_stats(sums)
+
+    def reward_queries(self, iterations: int) -> int:
+        """Images labelled by the reward after ``iterations`` iterations (warm-up and extra rollouts included)."""
+        cfg = self.cfg
+        batches = cfg.surrogate_warmup + iterations * (1 + cfg.surrogate_rollouts)
+        return batches * cfg.prompts_per_iteration * cfg.group_size
 
     def _t_max_reward(self) -> float:
         return self.cfg.t_max_surrogate if self.cfg.t_max_reward is None else self.cfg.t_max_reward
@@ -636,8 +676,7 @@ class TDMR1Trainer:
         reward = float(mean_over_ranks(ro.rewards.mean()))
         stats: dict[str, float] = {"reward": reward, "correct": ro.correct, **self.reward_parts}
         stats.update(tag_stats(ro.tags, self.layout.gather_rows(ro.rewards), self.layout.gather_rows(ro.adv)))
-        queries = self.cfg.prompts_per_iteration * self.cfg.group_size * (1 + self.cfg.surrogate_rollouts)
-        stats["reward_queries"] = float(queries * (self.step + 1))
+        stats["reward_queries"] = float(self.reward_queries(self.step + 1))
         if self.cfg.sur_rank_every and (self.step + 1) % self.cfg.sur_rank_every == 0:
             stats.update(self.surrogate_rank(ro))  # before the surrogate sees this batch
         stats["loss_fake"] = self.update_fake(ro)
@@ -682,7 +721,7 @@ class TDMR1Trainer:
     # ---- the loop ------------------------------------------------------------------------------
     def run(self, resume: bool = True) -> Path:
         cfg = self.cfg
-        has_state = main_first(lambda: prepare_run_dir(self.out_dir, resume))
+        has_state = main_first(lambda: prepare_run_dir(self.out_dir, resume, to_dict(cfg)))
         if not (has_state and self.resume()) and self.main:
             self.grid("before")
         log: RunLogger | _QuietLog = _QuietLog()
@@ -713,6 +752,7 @@ class TDMR1Trainer:
                     log.info(f"skipped batch: {exc}")
                     continue
                 skips.ok()
+                check_finite({k: v for k, v in stats.items() if k.startswith("loss")}, "iteration", self.step)
                 if cfg.val_every and self.step % cfg.val_every == 0:
                     stats.update({f"val/{k}": v for k, v in self.validate().items()})
                 log.step(self.step, stats, every=cfg.log_every)
@@ -722,6 +762,8 @@ class TDMR1Trainer:
                     self.export(self.out_dir / "snapshots" / f"iter_{self.step:05d}")
             if cfg.val_every and self.step % cfg.val_every:
                 log.scalars(self.step, {f"val/{k}": v for k, v in self.validate().items()})
+        except KeyboardInterrupt:
+            raise interrupted("TDM-R1", "iteration", self.step, cfg.checkpoint_every) from None
         finally:
             log.close()
         self.save()

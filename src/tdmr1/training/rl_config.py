@@ -10,6 +10,9 @@ from tdmr1.config import at_least, option, positive, within
 from tdmr1.errors import ConfigError
 from tdmr1.roles import LoraSettings
 
+#: Images rolled out per iteration at most (all of them are held at once, with their trajectories).
+MAX_IMAGES_PER_ITERATION = 16384
+
 
 @dataclass
 class RLConfig:
@@ -157,6 +160,12 @@ class RLConfig:
             )
         if self.group_size < 2:
             raise ConfigError("group_size must be >= 2 (advantages are relative within a group)")
+        images = self.prompts_per_iteration * self.group_size
+        if images > MAX_IMAGES_PER_ITERATION:
+            raise ConfigError(
+                f"prompts_per_iteration x group_size = {images} images per iteration: more than the "
+                f"{MAX_IMAGES_PER_ITERATION} a run may hold in memory"
+            )
         for key in ("t_min_surrogate", "t_min_reward"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ConfigError(f"{key} must be in [0, 1)")

@@ -69,6 +69,26 @@ def _teacher_reference(teacher: str | Path, directory: Path) -> str:
         return str(teacher)
 
 
+def _student_config(path: Path) -> dict[str, Any]:
+    """A student's ``config.json``: an object whose ``sampling`` names its steps and shift (CheckpointError,
+    naming this file, otherwise)."""
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: unreadable student config ({str(exc).splitlines()[0][:120]})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: a student config must be a JSON object, not a {type(config).__name__}")
+    sampling = config.get("sampling")
+    steps = sampling.get("steps") if isinstance(sampling, dict) else None
+    shift = sampling.get("shift") if isinstance(sampling, dict) else None
+    numbers = isinstance(steps, int) and not isinstance(steps, bool) and isinstance(shift, int | float)
+    if not numbers or steps < 1 or not shift > 0 or isinstance(shift, bool):
+        raise CheckpointError(f"{path}: 'sampling' must be an object with integer steps >= 1 and a shift > 0")
+    if not isinstance(config.get("teacher", ""), str):
+        raise CheckpointError(f"{path}: 'teacher' must be a path")
+    return config
+
+
 def load_student_adapter(directory: str | Path) -> tuple[dict, dict[str, Any]]:
     """(adapter weights, model config) of an exported student; CheckpointError when it has none.
 
@@ -79,8 +99,8 @@ def load_student_adapter(directory: str | Path) -> tuple[dict, dict[str, Any]]:
     path = directory / ADAPTER_FILE
     if not path.is_file():
         raise CheckpointError(f"{directory} has no {ADAPTER_FILE}: not an exported few-step student")
+    config = _student_config(directory / "config.json")
     try:
-        config = json.loads((directory / "config.json").read_text())
         adapter = load_file(str(path))
     except Exception as exc:  # noqa: BLE001 - any read failure is a corrupt checkpoint
         raise CheckpointError(f"{path}: unreadable adapter ({exc})") from None

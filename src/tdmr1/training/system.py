@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from tdmr1.errors import ConfigError
-from tdmr1.flow import bridge, euler_step, x0_from_velocity
+from tdmr1.flow import bridge, euler_step, expand_like, x0_from_velocity
 from tdmr1.merged_roles import MergedRoles
 from tdmr1.models.registry import schedule_of
 from tdmr1.rl_draws import draw_levels
@@ -123,20 +123,21 @@ class FewStepSystem:
         with self.running(role):
             return sample(lambda x, s: self.model(x, s, text), noise, self.sigmas, solver=self.solver)
 
-    def generator_step(
-        self, x: Tensor, j: Tensor, text: Text, role: str = "generator", x_next_rollout: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
+    def generator_step(self, x: Tensor, j: Tensor, text: Text, role: str = "generator") -> tuple[Tensor, Tensor]:
         """One student step WITH grad from states at step indices ``j`` [N]: (x0_hat, x_next).
 
-        ``x_next`` is the Euler step from ``x``. With a multistep solver (``dpm``) the student's next state
-        also depends on the previous step's x0, so pass the rollout's states at ``j + 1`` as
-        ``x_next_rollout``: they are returned as ``x_next`` (no gradient flows through ``x_next`` in the
-        losses; ``x0_hat`` carries it). Ignored for Euler, whose step is recomputed exactly as before."""
+        ``x_next`` is the Euler step ``x - (s_j - s_{j+1}) v`` from ``x`` for every solver: the point the
+        fake-score and generator terms are noised up from (with DPM-Solver++ the authors do the same and use
+        the rollout's own DPM states only for the surrogate; no gradient flows through ``x_next``)."""
         s, s_next = self.sigmas[j], self.sigmas[j + 1]
         v = self.velocity(role, x, s, text)
-        if self.solver != "euler" and x_next_rollout is not None:
-            return x0_from_velocity(x, v, s), x_next_rollout
         return x0_from_velocity(x, v, s), euler_step(x, v, s, s_next)
+
+    def euler_from_x0(self, x: Tensor, x0: Tensor, j: Tensor) -> Tensor:
+        """The Euler step of :meth:`generator_step` from a state ``x`` at step indices ``j`` and its data
+        prediction ``x0`` (the velocity is ``(x - x0) / s_j``; every trained state has s_j > 0)."""
+        s, s_next = self.sigmas[j], self.sigmas[j + 1]
+        return euler_step(x, (x - x0) / expand_like(s, x), s, s_next)
 
     def sample_levels(
         self, low: Tensor, high: Tensor | float = 1.0, generator: torch.Generator | None = None
