@@ -27,6 +27,7 @@ from tdmr1.reward_head import PixelRewardHead
 from tdmr1.rl_losses import explicit_surrogate_loss, group_advantages, group_mean
 from tdmr1.training.rl import TDMR1Trainer
 from tdmr1.training.rl_config import RLConfig
+from tdmr1.worlds import get_world
 
 DEFAULT_OUT = "benchmarks/results/reward_learnability_shapes.json"
 Batch = dict[str, Tensor]
@@ -130,10 +131,9 @@ def rollouts(args: argparse.Namespace) -> list[Batch]:
     n = args.batches + args.heldout
     name = f"{cfg.world}-{Path(cfg.init).name}-{cfg.prompt_stream}-seed{cfg.seed}-{n}.pt"
     path = Path("runs/reward_learnability") / name
-    tr = TDMR1Trainer(cfg, Path("runs/reward_learnability/trainer"), quiet=True)
-    TAG_NAMES[:] = tr.stream.tags
     if path.is_file():
         return torch.load(path, weights_only=True)
+    tr = TDMR1Trainer(cfg, Path("runs/reward_learnability/trainer"), quiet=True)
     out = []
     for i in range(n):
         with torch.no_grad():
@@ -186,11 +186,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    world = next((kv.split("=", 1)[1] for kv in args.set if kv.startswith("world=")), "shapes")
+    TAG_NAMES[:] = sorted(get_world(world).tags)  # a tag's index in the stored batches
     if args.from_state:
-        from tdmr1.worlds import get_world
-
-        world = next((kv.split("=", 1)[1] for kv in args.set if kv.startswith("world=")), "shapes")
-        TAG_NAMES[:] = sorted(get_world(world).tags)
         stored = batches_of_run_state(args.from_state, TAG_NAMES)
         args.batches = min(args.batches, len(stored) - args.heldout)
         stored = stored[: args.batches + args.heldout]

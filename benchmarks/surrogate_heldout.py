@@ -15,6 +15,7 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from tdmr1.config import from_dict
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = from_dict(RLConfig, data)
     tr = TDMR1Trainer(cfg, args.run, quiet=True)
     tr.resume()
-    tr.rng = __import__("numpy").random.default_rng(args.seed)
+    tr.rng = np.random.default_rng(args.seed)
     tr.gen.manual_seed(args.seed)
     t0 = time.time()
     values: dict[str, list[float]] = {}

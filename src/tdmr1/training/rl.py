@@ -619,13 +619,11 @@ class TDMR1Trainer:
                     f"surrogate warm-up: {i + 1}/{cfg.surrogate_warmup} batches labelled ({time.time() - t0:.0f} s)"
                 )
         held = self.replay.pop()  # the last batch: how well the warmed-up surrogate ranks unseen images
-        stats: dict[str, float] = {}
         for i in range(cfg.surrogate_warmup_steps):
             pick = torch.randint(len(self.replay), (1,), generator=self.gen, device=self.device)
-            step_stats = self.update_surrogate(self.replay[int(pick)])
+            self.update_surrogate(self.replay[int(pick)])
             self._step("surrogate")
             self.surrogate.after_step(self.step)
-            stats = {k: stats.get(k, 0.0) + v for k, v in step_stats.items()}
             if (i + 1) % 250 == 0 or i + 1 == cfg.surrogate_warmup_steps:
                 log.info(f"surrogate warm-up: step {i + 1}/{cfg.surrogate_warmup_steps} ({time.time() - t0:.0f} s)")
         self.replay.append(held)

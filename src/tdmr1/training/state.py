@@ -13,11 +13,9 @@ import numpy as np
 import torch
 
 from tdmr1.errors import CheckpointError, DataError
-from tdmr1.training.run_folder import CONFIG_FILE, check_run_folder
+from tdmr1.training.run_folder import CONFIG_FILE, STATE_FILE, check_run_folder
 from tdmr1.utils.io import atomic_write_text, atomic_writer
 from tdmr1.utils.outputs import clean_orphan_tmp, ensure_writable_dir
-
-STATE_FILE = "state.pt"
 
 
 def rng_state(np_rng: np.random.Generator | None = None) -> dict[str, Any]:
