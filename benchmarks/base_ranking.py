@@ -26,12 +26,12 @@ from pathlib import Path
 import torch
 
 from tdmr1.config import apply_overrides, from_dict
-from tdmr1.losses import per_sample_mean
-from tdmr1.ranking import pearson
-from tdmr1.rl_draws import per_group
-from tdmr1.rl_losses import surrogate_target
-from tdmr1.training.rl import Rollout, TDMR1Trainer
-from tdmr1.training.rl_config import RLConfig
+from tdmr1.r1.config import RLConfig
+from tdmr1.r1.diagnostics import pearson
+from tdmr1.r1.draws import per_group
+from tdmr1.r1.losses import surrogate_target
+from tdmr1.r1.trainer import Rollout, TDMR1Trainer
+from tdmr1.tdm.losses import per_sample_mean
 
 
 @torch.no_grad()

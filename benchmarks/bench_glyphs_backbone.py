@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from tdmr1.config import load_config
-from tdmr1.training.pretrain import PretrainConfig, build_model
+from tdmr1.teacher.pretrain import PretrainConfig, build_model
 
 #: name -> backbone overrides on top of configs/glyphs/pretrain.yaml (every varied field set explicitly).
 _PLAIN = ["backbone.cross_only_levels=[]", "backbone.coord_channels=false"]

@@ -1,6 +1,6 @@
 """Speed of one TDM-R1 iteration: the earlier recipe (``off``: roles run live on the peft model, the fake
 update runs the generator again at each trained state) against this commit's default (``on``: merged role
-copies, see ``tdmr1/merged_roles.py``, and the fake update reusing the rollout's own x0 predictions).
+copies, see ``tdmr1/models/lora/merged_roles.py``, and the fake update reusing the rollout's own x0 predictions).
 
 Both trainers are built in one process at the demo config (``tdmr1.demo.DEMO_OVERRIDES``, 32 images per
 iteration) with the same seed, and run iterations round-robin (off, on, off, on, ...), so machine load
@@ -29,8 +29,8 @@ import torch
 
 from tdmr1.config import load_config
 from tdmr1.demo import DEMO_OVERRIDES
-from tdmr1.training.rl import TDMR1Trainer
-from tdmr1.training.rl_config import RLConfig
+from tdmr1.r1.config import RLConfig
+from tdmr1.r1.trainer import TDMR1Trainer
 
 OUT = Path(__file__).parent / "results" / "rl_iteration_speed.json"
 #: Timing-neutral extras: no validation or surrogate-ranking diagnostics inside the timed iterations.

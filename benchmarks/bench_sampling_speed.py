@@ -14,8 +14,9 @@ from pathlib import Path
 
 import torch
 
-from tdmr1.generate import SamplingConfig, generate_images
+from tdmr1.diffusion.sampling import SamplingConfig
 from tdmr1.models.embedded import EmbeddedT2I
+from tdmr1.pipelines.generate import generate_images
 from tdmr1.worlds import get_world
 
 

@@ -1,7 +1,7 @@
 """Cost of one TDM-R1 iteration on an SD3.5-Medium-size transformer (random weights): seconds, peak memory,
 images/s and model FLOPs utilisation (MFU) per per-device batch, with and without gradient checkpointing.
 
-What runs is the trainer's own code: :meth:`tdmr1.training.rl.TDMR1Trainer.iteration` (4-step rollout
+What runs is the trainer's own code: :meth:`tdmr1.r1.trainer.TDMR1Trainer.iteration` (4-step rollout
 without grad, the black-box reward, the fake-score update, the surrogate update and the generator update,
 each followed by its AdamW step, then the generator EMA) with the RL settings of
 ``configs/scale/sd35m_geneval.yaml`` and the authors' LoRA roles (``sd3-authors``: r32 / alpha64 on the
@@ -13,7 +13,7 @@ so that no weights or text encoders are needed:
   forward (integer timesteps 999/899/749/499 at the schedule's levels, bf16 autocast, the DPM-Solver++
   4-step schedule; frozen base fp32 or ``--weights bf16``, LoRA and AdamW states fp32); gradient
   checkpointing is the trainer's own switch (``gradient_checkpointing``: diffusers' per-block one with
-  ``tdmr1.models.role_checkpointing.role_checkpoint``; plain checkpointing recomputes with the wrong LoRA role);
+  ``tdmr1.models.lora.checkpointing.role_checkpoint``; plain checkpointing recomputes with the wrong LoRA role);
 - prompts are encoded to fixed random tensors of the real shapes (77 CLIP + ``--text-tokens`` T5 tokens of
   width 4096, pooled 2048): CLIP/T5 cost is not timed (the trainer caches prompts at scale);
 - the reward images are the first 3 latent channels (no VAE decode; the reward is the mean brightness):
@@ -60,7 +60,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from tdmr1.models.lora_presets import SD35M_TRANSFORMER_CONFIG
+from tdmr1.models.lora.presets import SD35M_TRANSFORMER_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "scale" / "sd35m_geneval.yaml"
@@ -161,7 +161,7 @@ class LatentBrightness:
     name = "bench-brightness"
 
     def __call__(self, images: np.ndarray, prompts: list[str], metadata: list[dict]):
-        from tdmr1.rewards.base import RewardOutput
+        from tdmr1.reward_protocol import RewardOutput
 
         return RewardOutput(images.astype(np.float32).mean(axis=(1, 2, 3)) / 255.0)
 
@@ -171,9 +171,9 @@ def build_trainer(args: argparse.Namespace, batch: int, checkpointing: bool, out
     from diffusers import SD3Transformer2DModel
 
     from tdmr1.config import load_config
+    from tdmr1.r1.scale_config import ScaleRLConfig
+    from tdmr1.r1.trainer import TDMR1Trainer
     from tdmr1.rewards.registry import register_reward
-    from tdmr1.training.rl import TDMR1Trainer
-    from tdmr1.training.scale_config import ScaleRLConfig
 
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
@@ -195,7 +195,7 @@ def build_trainer(args: argparse.Namespace, batch: int, checkpointing: bool, out
         "sur_rank_every": 0,
         "val_every": 0,
         # the trainer's own memory switches: per-block checkpointing recomputed with the role that ran the
-        # forward (tdmr1.models.role_checkpointing), a bf16 frozen base under fp32 LoRA / AdamW states
+        # forward (tdmr1.models.lora.checkpointing), a bf16 frozen base under fp32 LoRA / AdamW states
         "gradient_checkpointing": checkpointing,
         "base_dtype": args.weights,
         "device": args.device,

@@ -20,8 +20,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from tdmr1.devices import resolve_device  # noqa: E402
-from tdmr1.evaluate import evaluate  # noqa: E402
-from tdmr1.generate import SamplingConfig  # noqa: E402
+from tdmr1.diffusion.sampling import SamplingConfig  # noqa: E402
+from tdmr1.eval.evaluate import evaluate  # noqa: E402
 from tdmr1.models.embedded import EmbeddedT2I  # noqa: E402
 from tdmr1.utils.io import read_jsonl  # noqa: E402
 

@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from tdmr1.generate import SamplingConfig, generate_images
+from tdmr1.diffusion.sampling import SamplingConfig
+from tdmr1.eval.paired import mcnemar_exact
 from tdmr1.models.embedded import EmbeddedT2I
-from tdmr1.paired import mcnemar_exact
-from tdmr1.rewards.base import RewardOutput
+from tdmr1.pipelines.generate import generate_images
+from tdmr1.reward_protocol import RewardOutput
 from tdmr1.worlds.shapes.checker import detect_batch
 from tdmr1.worlds.shapes.prompts import all_prompts
 
@@ -100,8 +101,8 @@ def red_rates(before: str | Path, after: str | Path, held: list[dict[str, Any]])
 def train_in_process(out: Path, seed: int, extra: list[str] | None = None) -> dict[str, Any]:
     """The test's training with the rule as an in-process reward; the paired result on held-out prompts."""
     from tdmr1.config import load_config
-    from tdmr1.training.rl import TDMR1Trainer
-    from tdmr1.training.rl_config import RLConfig
+    from tdmr1.r1.config import RLConfig
+    from tdmr1.r1.trainer import TDMR1Trainer
 
     cpu0, wall0 = time.process_time(), time.time()
     overrides = [f"init={STUDENT}", f"iterations={ITERATIONS}", f"seed={seed}", *SETTINGS, *(extra or [])]

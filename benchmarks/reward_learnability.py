@@ -22,11 +22,11 @@ from torch import Tensor
 
 from tdmr1.config import apply_overrides, from_dict
 from tdmr1.devices import resolve_device
-from tdmr1.ranking import pearson
-from tdmr1.reward_head import PixelRewardHead
-from tdmr1.rl_losses import explicit_surrogate_loss, group_advantages, group_mean
-from tdmr1.training.rl import TDMR1Trainer
-from tdmr1.training.rl_config import RLConfig
+from tdmr1.r1.config import RLConfig
+from tdmr1.r1.diagnostics import pearson
+from tdmr1.r1.losses import explicit_surrogate_loss, group_advantages, group_mean
+from tdmr1.r1.surrogate.head import PixelRewardHead
+from tdmr1.r1.trainer import TDMR1Trainer
 from tdmr1.worlds import get_world
 
 DEFAULT_OUT = "benchmarks/results/reward_learnability_shapes.json"

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from tdmr1.config import from_dict
-from tdmr1.training.rl import TDMR1Trainer
-from tdmr1.training.rl_config import RLConfig
+from tdmr1.r1.config import RLConfig
+from tdmr1.r1.trainer import TDMR1Trainer
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,10 +28,9 @@ from pathlib import Path
 import torch
 
 from tdmr1.config import apply_overrides, from_dict
-from tdmr1.ranking import pearson
-from tdmr1.training.rl import Rollout, TDMR1Trainer
-from tdmr1.training.rl_config import RLConfig
-from tdmr1.training.surrogates import clean_margin
+from tdmr1.r1.config import RLConfig
+from tdmr1.r1.diagnostics import clean_margin, pearson
+from tdmr1.r1.trainer import Rollout, TDMR1Trainer
 
 DEFAULT_OUT = "benchmarks/results/surrogate_probe_shapes.json"
 

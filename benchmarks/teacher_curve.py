@@ -15,8 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from tdmr1.evaluate import evaluate  # noqa: E402
-from tdmr1.generate import SamplingConfig  # noqa: E402
+from tdmr1.diffusion.sampling import SamplingConfig  # noqa: E402
+from tdmr1.eval.evaluate import evaluate  # noqa: E402
 from tdmr1.models.embedded import EmbeddedT2I  # noqa: E402
 from tdmr1.training.progress import read_metrics  # noqa: E402
 

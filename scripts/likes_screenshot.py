@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tdmr1.generate import SamplingConfig, generate_images
+from tdmr1.diffusion.sampling import SamplingConfig
 from tdmr1.models.embedded import EmbeddedT2I
+from tdmr1.pipelines.generate import generate_images
 from tdmr1.rewards.likes import LikesReward, _Item
 from tdmr1.rewards.protocol import image_hash, png_bytes
 from tdmr1.utils.grid import save_grid

@@ -29,7 +29,7 @@ def tiny_backbone_overrides() -> list[str]:
 
 BRIGHTNESS_REWARD = """
 import numpy as np
-from tdmr1.rewards.base import RewardOutput
+from tdmr1.rewards import RewardOutput
 
 
 class Brightness:
@@ -52,7 +52,7 @@ def brightness_reward_file(tmp_path):
 def tiny_teacher(tmp_path_factory):
     """A randomly initialised tiny teacher checkpoint (fp32) shared by the distill and RL tests."""
     from tdmr1.config import load_config
-    from tdmr1.training.pretrain import PretrainConfig, build_model
+    from tdmr1.teacher.pretrain import PretrainConfig, build_model
 
     torch.manual_seed(0)
     model = build_model(load_config(PretrainConfig, None, TINY_BACKBONE))
@@ -65,7 +65,7 @@ def tiny_teacher(tmp_path_factory):
 def tiny_student(tiny_teacher, tmp_path_factory):
     """A 4-step student exported by one tiny distillation iteration of the tiny teacher."""
     from tdmr1.config import load_config
-    from tdmr1.training.distill import DistillConfig, distill
+    from tdmr1.tdm.distill import DistillConfig, distill
 
     cfg = load_config(
         DistillConfig,

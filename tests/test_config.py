@@ -81,7 +81,7 @@ def test_describe_lists_every_documented_field():
     "override", ["backbone.text_heads=0", "backbone.layers_per_block=0", "backbone.block_out_channels=[]"]
 )
 def test_backbone_ranges_are_checked_at_load_time(override):
-    from tdmr1.training.pretrain import PretrainConfig
+    from tdmr1.teacher.pretrain import PretrainConfig
 
     with pytest.raises(ConfigError):
         load_config(PretrainConfig, None, [override])

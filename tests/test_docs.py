@@ -53,18 +53,21 @@ def test_links_resolve_inside_the_repository(doc):
 
 #: short names METHOD.md uses for modules and classes, looked up in these modules
 _HOMES = [
-    "tdmr1.flow",
-    "tdmr1.sampling",
-    "tdmr1.losses",
-    "tdmr1.rl_losses",
-    "tdmr1.rl_draws",
-    "tdmr1.roles",
-    "tdmr1.training.system",
-    "tdmr1.training.tdm_losses",
-    "tdmr1.training.surrogates",
-    "tdmr1.training.rl",
-    "tdmr1.training.rl_config",
-    "tdmr1.training.distill",
+    "tdmr1.diffusion.flow",
+    "tdmr1.diffusion.sampling",
+    "tdmr1.tdm.losses",
+    "tdmr1.r1.losses",
+    "tdmr1.r1.draws",
+    "tdmr1.models.lora.roles",
+    "tdmr1.tdm.system",
+    "tdmr1.tdm.system_losses",
+    "tdmr1.r1.surrogate",
+    "tdmr1.r1.surrogate.implicit",
+    "tdmr1.r1.surrogate.explicit",
+    "tdmr1.r1.diagnostics",
+    "tdmr1.r1.trainer",
+    "tdmr1.r1.config",
+    "tdmr1.tdm.distill",
     "tdmr1.worlds.base",
 ]
 
@@ -107,8 +110,8 @@ def test_method_names_exist_in_the_code():
 
 
 def test_method_switches_are_config_fields():
-    from tdmr1.training.distill import DistillConfig
-    from tdmr1.training.rl_config import RLConfig
+    from tdmr1.r1.config import RLConfig
+    from tdmr1.tdm.distill import DistillConfig
 
     fields = {f.name for cls in (RLConfig, DistillConfig) for f in dataclasses.fields(cls)}
     text = (REPO / "docs" / "METHOD.md").read_text()

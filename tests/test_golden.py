@@ -15,11 +15,11 @@ import torch
 from safetensors.torch import load_file
 
 from tdmr1.config import load_config
-from tdmr1.training.distill import DistillConfig, distill
-from tdmr1.training.pretrain import PretrainConfig, pretrain
+from tdmr1.r1.config import RLConfig
+from tdmr1.r1.trainer import TDMR1Trainer
+from tdmr1.tdm.distill import DistillConfig, distill
+from tdmr1.teacher.pretrain import PretrainConfig, pretrain
 from tdmr1.training.progress import read_metrics
-from tdmr1.training.rl import TDMR1Trainer
-from tdmr1.training.rl_config import RLConfig
 
 GOLDEN = Path(__file__).parent / "data" / "golden.json"
 RECORD = os.environ.get("TDMR1_GOLDEN_RECORD") == "1"

@@ -10,16 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from tdmr1.config import load_config
+from tdmr1.diffusion.sampling import SamplingConfig
 from tdmr1.errors import CheckpointError
-from tdmr1.evaluate import evaluate
-from tdmr1.generate import SamplingConfig
+from tdmr1.eval.evaluate import evaluate
+from tdmr1.eval.paired import compare_folders
+from tdmr1.eval.report import comparison_table, write_report
 from tdmr1.models.checkpoints import WHERE_TO_GET, resolve_checkpoint
 from tdmr1.models.embedded import EmbeddedT2I, checkpoint_image_size
-from tdmr1.paired import compare_folders
-from tdmr1.report import comparison_table, write_report
+from tdmr1.r1.config import RLConfig
+from tdmr1.r1.trainer import TDMR1Trainer
 from tdmr1.training.progress import read_metrics
-from tdmr1.training.rl import TDMR1Trainer
-from tdmr1.training.rl_config import RLConfig
 from tdmr1.worlds import get_world
 
 #: Demo budget on 2 CPU cores: 32 images per iteration instead of the paper's 1152, so the generator's

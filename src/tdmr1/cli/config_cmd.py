@@ -17,10 +17,10 @@ config_app = typer.Typer(help="Inspect and validate configs.", no_args_is_help=T
 
 def config_kinds() -> dict[str, type]:
     """Config name -> dataclass, for every trainer that exists."""
-    from tdmr1.training.distill import DistillConfig
-    from tdmr1.training.pretrain import PretrainConfig
-    from tdmr1.training.rl_config import RLConfig
-    from tdmr1.training.scale_config import ScaleRLConfig
+    from tdmr1.r1.config import RLConfig
+    from tdmr1.r1.scale_config import ScaleRLConfig
+    from tdmr1.tdm.distill import DistillConfig
+    from tdmr1.teacher.pretrain import PretrainConfig
 
     return {"pretrain": PretrainConfig, "distill": DistillConfig, "train": RLConfig, "scale": ScaleRLConfig}
 

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from tdmr1.cli.messages import warn
 from tdmr1.config import from_dict, load_config
-from tdmr1.generate import SamplingConfig
+from tdmr1.diffusion.sampling import SamplingConfig
 from tdmr1.models.checkpoints import resolve_checkpoint
 from tdmr1.utils.io import atomic_write_text
 from tdmr1.utils.outputs import check_writable_file, prepare_results_dir
@@ -28,7 +28,7 @@ def pretrain_command(
     resume: bool = typer.Option(True, help="continue from the run folder's state if there is one"),
 ) -> None:
     """Pretrain the multi-step teacher on the world's web-like captions (flow matching)."""
-    from tdmr1.training.pretrain import PretrainConfig, pretrain
+    from tdmr1.teacher.pretrain import PretrainConfig, pretrain
 
     cfg = load_config(PretrainConfig, config, [f"world={world}", *set_])
     model_dir = pretrain(cfg, out, resume=resume)
@@ -107,7 +107,7 @@ def sample_command(
     """Sample images for prompts into GenEval's folder layout (embedded --checkpoint, or a scale --model)."""
     from tdmr1.cli import scale_cmd
     from tdmr1.errors import ConfigError
-    from tdmr1.evaluate import sample_to_folder
+    from tdmr1.pipelines.generate import sample_to_folder
 
     scale = scale_cmd.is_scale(backbone, model_dir, lora, init_lora)
     if scale:
@@ -186,7 +186,7 @@ def eval_command(
 
     from tdmr1.cli import scale_cmd
     from tdmr1.errors import ConfigError
-    from tdmr1.evaluate import evaluate
+    from tdmr1.eval.evaluate import evaluate
 
     scale = scale_cmd.is_scale(backbone, model_dir, lora, init_lora)
     if scale:
@@ -239,7 +239,7 @@ def _report(result: dict, title: str, json_out: Path | None) -> None:
     """An evaluation's summary table, and its JSON when asked."""
     import json
 
-    from tdmr1.scoring import print_summary
+    from tdmr1.eval.scoring import print_summary
 
     print_summary(result, title=title)
     if json_out is not None:
@@ -257,7 +257,7 @@ def distill_command(
     model_dir: Path | None = typer.Option(None, "--model", help="not supported (see --backbone)"),
 ) -> None:
     """TDM distillation of the teacher into a 4-step student (data-free, prompts only; embedded teachers)."""
-    from tdmr1.training.distill import DistillConfig, distill
+    from tdmr1.tdm.distill import DistillConfig, distill
 
     if backbone is not None or model_dir is not None:
         from tdmr1.cli.scale_cmd import DISTILL_SCALE_MESSAGE
@@ -288,13 +288,13 @@ def train_command(
     ),
 ) -> None:
     """TDM-R1: reinforce the few-step generator with a black-box reward through a learned surrogate."""
-    from tdmr1.training.rl import TDMR1Trainer
-    from tdmr1.training.rl_config import RLConfig
+    from tdmr1.r1.config import RLConfig
+    from tdmr1.r1.trainer import TDMR1Trainer
     from tdmr1.worlds import get_world
 
     values: dict = {"world": world}
     if _is_scale_run(config, set_, backbone, model, init_lora):
-        from tdmr1.training.scale_config import ScaleRLConfig
+        from tdmr1.r1.scale_config import ScaleRLConfig
 
         cls: type[RLConfig] = ScaleRLConfig
         if init is not None:
@@ -361,7 +361,7 @@ def convert_lora_command(
     --model's transformer/config.json on the meta device (no weights read); count and every shape are checked.
     """
     from tdmr1.errors import ConfigError
-    from tdmr1.models.lora_presets import convert_lora, lora_settings, pipeline_layout
+    from tdmr1.models.lora.presets import convert_lora, lora_settings, pipeline_layout
     from tdmr1.models.registry import detect_kind
 
     if model is None:

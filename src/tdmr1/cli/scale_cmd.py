@@ -48,7 +48,7 @@ def adapter_path(lora: Path | None, init_lora: Path | None) -> Path | None:
 
 def prompt_metadata(prompts: Path | None, prompt: list[str]) -> list[dict[str, Any]] | None:
     """Metadata from ``--prompts FILE`` and/or ``--prompt TEXT`` (None when neither is given)."""
-    from tdmr1.geneval_layout import read_prompt_file
+    from tdmr1.geneval.layout import read_prompt_file
 
     metadata: list[dict[str, Any]] = []
     if prompts is not None:
@@ -72,7 +72,7 @@ def scale_sample(
     device: str,
     grid: Path | None,
 ) -> None:
-    from tdmr1.scale_sampling import load_scale_generator, sample_scale_to_folder
+    from tdmr1.pipelines.scale_sampling import load_scale_generator, sample_scale_to_folder
 
     gen = load_scale_generator(model, backbone, adapter, resolution, precision, device)
     seconds, images = sample_scale_to_folder(gen, metadata, out, images_per_prompt, seed, batch_size)
@@ -105,8 +105,8 @@ def scale_eval(
     device: str,
     overwrite: bool,
 ) -> dict[str, Any]:
-    from tdmr1.scale_eval import evaluate_scale
-    from tdmr1.scale_sampling import load_scale_generator
+    from tdmr1.eval.scale_eval import evaluate_scale
+    from tdmr1.pipelines.scale_sampling import load_scale_generator
     from tdmr1.worlds import get_world
 
     if metadata is None:  # the world's benchmark suite

@@ -11,7 +11,7 @@ from rich.progress import Progress
 
 from tdmr1.cli.messages import warn
 from tdmr1.errors import DataError
-from tdmr1.geneval_layout import write_prompt_file, write_prompt_images
+from tdmr1.geneval.layout import write_prompt_file, write_prompt_images
 from tdmr1.utils.outputs import check_writable_file, prepare_results_dir
 
 world_app = typer.Typer(
@@ -76,7 +76,7 @@ def score_command(
     json_out: Path | None = typer.Option(None, "--json", help="Also write the full report as JSON here."),
 ) -> None:
     """Score a folder of generated images: per-tag accuracy table, overall (GenEval rules), world metrics."""
-    from tdmr1.scoring import print_report, score_folder, write_report_json
+    from tdmr1.eval.scoring import print_report, score_folder, write_report_json
     from tdmr1.worlds import get_world
 
     if json_out is not None:
@@ -107,7 +107,7 @@ def compare_command(
 
     from rich.table import Table
 
-    from tdmr1.paired import compare_folders
+    from tdmr1.eval.paired import compare_folders
 
     if json_out is not None:
         check_writable_file(json_out, "--json file")

@@ -1,1 +1,1 @@
-"""Models: the embedded pixel-space text-to-image backbone, its tokenizer and text encoder."""
+"""Models: the embedded pixel-space model, scale-path backbones, checkpoints and LoRA roles."""

@@ -15,6 +15,9 @@ from pathlib import Path
 
 from tdmr1.errors import CheckpointError
 
+#: The LoRA adapter file of an exported few-step student or scale-path run (peft names).
+ADAPTER_FILE = "adapter.safetensors"
+
 #: First component of a shipped checkpoint's name, e.g. ``checkpoints/shapes/tdm4``.
 SHIPPED_PREFIX = "checkpoints"
 

@@ -1,9 +1,9 @@
 """Scale-path backbones: SD3.5 (``SD3Transformer2DModel`` + CLIP/CLIP/T5 + VAE) and Z-Image
 (``ZImageTransformer2DModel`` + Qwen3 + VAE) from a local diffusers pipeline folder, behind the same
-interface as the embedded model, so that :class:`tdmr1.training.system.FewStepSystem`, the roles and the
+interface as the embedded model, so that :class:`tdmr1.tdm.system.FewStepSystem`, the roles and the
 losses run unchanged:
 
-- ``forward(x, s, text) -> v``: velocity in the project's convention (:mod:`tdmr1.flow`):
+- ``forward(x, s, text) -> v``: velocity in the project's convention (:mod:`tdmr1.diffusion.flow`):
   ``x_s = (1 - s) x0 + s eps``, ``v = eps - x0``, ``s`` in [0, 1] per sample. ``x`` are *latents*
   ``[N, C, h, w]`` (the VAE's scaled/shifted space, the space the pipelines integrate in).
 - ``encode_prompts(prompts) -> text``: a 2-tuple of tensors indexable by sample (the trainer slices
@@ -37,9 +37,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from tdmr1.diffusion.flow import flow_sigmas, uniform_sigmas
 from tdmr1.errors import CheckpointError, ConfigError
-from tdmr1.flow import flow_sigmas, uniform_sigmas
-from tdmr1.models.lora_presets import SD3_AUTHORS_TARGETS, ZIMAGE_AUTHORS_TARGETS
+from tdmr1.models.lora.presets import SD3_AUTHORS_TARGETS, ZIMAGE_AUTHORS_TARGETS
 
 Text = tuple[Tensor, Tensor]
 

@@ -112,7 +112,7 @@ def build_text_encoder(cfg: BackboneConfig, vocab_size: int) -> BertModel:
 class EmbeddedT2I(nn.Module):
     """Tokenizer + text encoder + pixel-space velocity denoiser."""
 
-    #: FewStepSystem may run roles on merged copies of ``denoiser`` (tdmr1.merged_roles): small, checked here
+    #: FewStepSystem may run roles on merged copies of ``denoiser`` (models.lora.merged_roles): small, checked here
     merged_roles = True
 
     def __init__(self, cfg: BackboneConfig, tokenizer: WordTokenizer, meta: dict[str, Any] | None = None):

@@ -51,7 +51,7 @@ def _transformer(kind: str):
     """(parameter count, hidden width, layers, LoRA parameters per role) of the real-size transformer."""
     from diffusers import SD3Transformer2DModel, ZImageTransformer2DModel
 
-    from tdmr1.models.lora_presets import SD35M_TRANSFORMER_CONFIG, lora_settings
+    from tdmr1.models.lora.presets import SD35M_TRANSFORMER_CONFIG, lora_settings
 
     lora = lora_settings(f"{kind}-authors").peft_config()
     with torch.device("meta"):

@@ -118,7 +118,7 @@ def schedule_of(model: nn.Module, steps: int, shift: float) -> tuple[Tensor, str
     sigmas = getattr(model, "sigmas", None)
     if sigmas is not None:
         return sigmas.clone(), getattr(model, "solver", "euler")
-    from tdmr1.flow import uniform_sigmas
+    from tdmr1.diffusion.flow import uniform_sigmas
 
     return uniform_sigmas(steps, shift=shift), "euler"
 
@@ -128,6 +128,6 @@ def images_of(model: nn.Module, x: Tensor) -> np.ndarray:
     decode = getattr(model, "images_uint8", None)
     if decode is not None:
         return decode(x)
-    from tdmr1.generate import to_uint8
+    from tdmr1.diffusion.images import to_uint8
 
     return to_uint8(x)

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.colors import rgb_to_hsv
 
-from tdmr1.geneval_rules import GENEVAL_COLORS
+from tdmr1.geneval.rules import GENEVAL_COLORS
 
 _INDEX = {c: i for i, c in enumerate(GENEVAL_COLORS)}
 #: Hue bins (start degree, name) in increasing order; hue >= 345 wraps to red.

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from tdmr1.rewards.base import Reward, RewardOutput
+from tdmr1.reward_protocol import Reward, RewardOutput
 from tdmr1.rewards.guard import call_reward
 
 #: info keys holding one part's per-image scores: ``reward/<label>``

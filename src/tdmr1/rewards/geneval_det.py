@@ -5,7 +5,7 @@ confidence ``> 0.3`` (``> 0.9`` for prompts tagged ``counting``), at most 16 per
 first, with no box suppression (``max_overlap`` 1.0), names the colour of the objects a clause needs with
 CLIP, and applies its rules to the prompt's metadata. This reward does the same with any detector
 (``tdmr1.rewards.detectors``: a Python callable, ``module:attr`` or an ``http://`` detector server) and
-with the one rule implementation the embedded ShapesEval checker uses (``tdmr1.geneval_rules.evaluate``:
+with the one rule implementation the embedded ShapesEval checker uses (``tdmr1.geneval.rules.evaluate``:
 include clauses AND-ed on the top ``count`` objects of each class, colour, ``position`` with GenEval's
 0.1 margin, exclude clauses; plus the partial-credit ``score`` that trains, ``score == 1`` exactly when
 ``correct``).
@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from tdmr1.errors import ConfigError, DataError, RewardError
-from tdmr1.geneval_layout import validate_geneval_metadata
-from tdmr1.geneval_rules import GENEVAL_COLORS, Detection, Evaluation, evaluate
-from tdmr1.rewards.base import RewardOutput
+from tdmr1.geneval.layout import validate_geneval_metadata
+from tdmr1.geneval.rules import GENEVAL_COLORS, Detection, Evaluation, evaluate
+from tdmr1.reward_protocol import RewardOutput
 from tdmr1.rewards.colors import name_color
 from tdmr1.rewards.detectors import Detector, Found, load_detector, parse_detections
 from tdmr1.rewards.images import as_image_list

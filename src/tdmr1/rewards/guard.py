@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from tdmr1.errors import RewardError
-from tdmr1.rewards.base import Reward, RewardOutput
+from tdmr1.reward_protocol import Reward, RewardOutput
 
 
 def as_scores(raw: Any, n: int, name: str) -> np.ndarray:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from tdmr1.errors import DataError
-from tdmr1.rewards.base import validate_images
+from tdmr1.reward_protocol import validate_images
 
 
 def as_image_list(images: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:

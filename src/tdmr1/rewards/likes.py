@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from tdmr1.errors import RewardError
-from tdmr1.rewards.base import RewardOutput, validate_images
+from tdmr1.reward_protocol import RewardOutput, validate_images
 from tdmr1.rewards.protocol import image_hash, png_bytes
 from tdmr1.rewards.server import is_loopback, resolve_token, token_ok
 

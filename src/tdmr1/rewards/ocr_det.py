@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from tdmr1.errors import ConfigError, DataError, RewardError
-from tdmr1.rewards.base import RewardOutput
+from tdmr1.reward_protocol import RewardOutput
 from tdmr1.rewards.images import as_image_list
 from tdmr1.worlds.glyphs.metric import exact, normalize_prediction, text_accuracy
 

@@ -17,9 +17,6 @@ A spec (``RLConfig.reward``) is one of
 - a mapping ``{spec: weight}`` (a weighted sum, each part logged) where a value may also be a mapping
   of options, e.g. ``{http://host:port: {weight: 0.5, timeout_s: 30, retries: 2}}`` or
   ``{likes: {replay: true}}``. A one-entry mapping with weight 1 is just that reward, with its options.
-
-Worlds are imported lazily, inside the functions: ``tdmr1.worlds`` imports ``rewards.base``, and this
-module must not import ``tdmr1.worlds`` (or anything in ``training/``) at import time.
 """
 
 from __future__ import annotations
@@ -28,13 +25,12 @@ import importlib
 import importlib.util
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tdmr1.errors import ConfigError
-from tdmr1.rewards.base import Reward
-
-if TYPE_CHECKING:
-    from tdmr1.worlds.base import World
+from tdmr1.reward_protocol import Reward
+from tdmr1.worlds import get_world, known_worlds
+from tdmr1.worlds.base import World
 
 #: reward names that are another world's reward
 ALIASES: dict[str, str] = {"ocr": "glyphs"}
@@ -63,8 +59,6 @@ def register_reward(name: str, factory: Callable[[], Reward]) -> None:
 
 
 def known_rewards() -> list[str]:
-    from tdmr1.worlds import known_worlds
-
     return sorted({*known_worlds(), *ALIASES, *REWARDS, *_REAL_IMAGE_REWARDS, "likes"})
 
 
@@ -83,8 +77,6 @@ def _real_image_reward(name: str, options: Mapping[str, Any]) -> Reward:
 
 def named_reward(name: str) -> Reward:
     """A reward by name: a registered one, a world's own (``shapes``, ``glyphs``/``ocr``) or ``module:attr``."""
-    from tdmr1.worlds import get_world, known_worlds
-
     if name in REWARDS:
         return REWARDS[name]()
     if name in _REAL_IMAGE_REWARDS:

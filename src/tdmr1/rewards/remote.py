@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from tdmr1.errors import RewardError
-from tdmr1.rewards.base import RewardOutput, validate_images
+from tdmr1.reward_protocol import RewardOutput, validate_images
 from tdmr1.rewards.http_json import JsonPoster
 from tdmr1.rewards.protocol import SCORE_PATH, encode_image, image_hash, metadata_key
 from tdmr1.rewards.server import TOKEN_ENV

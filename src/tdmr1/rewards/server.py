@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from tdmr1.errors import DataError, RewardError
-from tdmr1.rewards.base import Reward
+from tdmr1.reward_protocol import Reward
 from tdmr1.rewards.guard import as_scores
 from tdmr1.rewards.protocol import HEALTH_PATH, PROTOCOL_VERSION, SCORE_PATH, decode_image, jsonable, png_size
 from tdmr1.rewards.web_guard import install_guard, parse_json

@@ -1,1 +1,1 @@
-"""Training loops (pretrain, distill, rl): they wire the parts together; the maths lives elsewhere."""
+"""Training run machinery shared by every trainer: state, logs, RNG, processes, stops, EMA."""

@@ -6,8 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from tdmr1.generate import SamplingConfig, generate_images
+from tdmr1.diffusion.sampling import SamplingConfig
 from tdmr1.models.embedded import EmbeddedT2I
+from tdmr1.pipelines.generate import generate_images
 from tdmr1.worlds.base import World
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from tdmr1.errors import CheckpointError
-from tdmr1.rewards.base import Reward
+from tdmr1.reward_protocol import Reward
 
 
 def first_per_tag(suite: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
@@ -51,7 +51,7 @@ class World:
         tags: the benchmark's categories, in report order.
         images_per_prompt: images per benchmark prompt.
         tokenizer_mode: ``word`` or ``char`` (how the embedded text encoder splits prompts).
-        make_reward: builds the world's black-box reward (implements ``tdmr1.rewards.base.Reward``).
+        make_reward: builds the world's black-box reward (implements ``tdmr1.reward_protocol.Reward``).
         benchmark_suite: ``() -> list of metadata dicts`` (the fixed benchmark prompts).
         training_prompts: ``(seed=..., n=...) -> list of metadata dicts`` for RL.
         training_batch: ``(rng, n) -> (uint8 [n, H, W, 3], captions)``: the teacher's training data.

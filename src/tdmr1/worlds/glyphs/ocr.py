@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from tdmr1.errors import DataError, RewardError
-from tdmr1.rewards.base import RewardOutput, validate_images
+from tdmr1.reward_protocol import RewardOutput, validate_images
 from tdmr1.worlds.glyphs.metric import exact, normalize_prediction, text_accuracy
 from tdmr1.worlds.glyphs.prompts import target_text
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from tdmr1.errors import DataError
-from tdmr1.geneval_layout import read_prompt_file as _read_geneval_file
+from tdmr1.geneval.layout import read_prompt_file as _read_geneval_file
 from tdmr1.worlds.base import first_per_tag
 from tdmr1.worlds.glyphs.levels import STANDARD, Level, get_level, length_tag
 from tdmr1.worlds.glyphs.lexicon import LETTERS, RL_SEED, benchmark_lexicon, rl_lexicon

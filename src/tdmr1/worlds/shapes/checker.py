@@ -32,7 +32,7 @@ import numpy as np
 from scipy import ndimage
 
 from tdmr1.errors import DataError
-from tdmr1.rewards.base import RewardOutput, validate_images
+from tdmr1.reward_protocol import RewardOutput, validate_images
 from tdmr1.worlds.shapes.palette import (
     CANVAS,
     CLASSES,

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from tdmr1.errors import DataError
-from tdmr1.geneval_layout import read_prompt_file as _read_geneval_file
-from tdmr1.geneval_layout import validate_geneval_metadata
+from tdmr1.geneval.layout import read_prompt_file as _read_geneval_file
+from tdmr1.geneval.layout import validate_geneval_metadata
 from tdmr1.worlds.shapes.palette import CLASSES, COLOR_NAMES, NUMBER_WORDS, PLURALS, RELATIONS
 
 #: GenEval's six tags, in report order.

@@ -1,0 +1,1 @@
+"""Rectified-flow maths and the deterministic samplers (no models, no training)."""

@@ -1,0 +1,1 @@
+"""Evaluation: benchmark sampling and scoring, paired comparisons, reports, scale-path evaluation."""

@@ -1,0 +1,1 @@
+"""GenEval conventions: the image-folder layout, prompt files and the placement / count / colour rules."""

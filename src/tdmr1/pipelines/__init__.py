@@ -1,0 +1,1 @@
+"""Sampling pipelines: embedded text-to-image sampling and few-step sampling on scale-path backbones."""

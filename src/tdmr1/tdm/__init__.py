@@ -1,0 +1,1 @@
+"""TDM distillation: the few-step system, its losses, the distillation loop and student export."""
