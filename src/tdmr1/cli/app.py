@@ -35,16 +35,30 @@ def _root(
 
 
 def _register() -> None:
-    from tdmr1.cli import config_cmd, models_cmd, world
+    from tdmr1.cli import (
+        config_cmd,
+        demo_cmd,
+        distill_cmd,
+        lora_cmd,
+        pretrain_cmd,
+        reward_cmd,
+        sample_cmd,
+        train_cmd,
+        world,
+    )
 
     app.add_typer(world.world_app, name="world")
     app.command("score")(world.score_command)
     app.command("compare")(world.compare_command)
     app.add_typer(config_cmd.config_app, name="config")
-    models_cmd.register(app)
-    from tdmr1.cli.reward_cmd import serve_reward_command
-
-    app.command("serve-reward")(serve_reward_command)
+    app.command("pretrain")(pretrain_cmd.pretrain_command)
+    app.command("distill")(distill_cmd.distill_command)
+    app.command("train")(train_cmd.train_command)
+    app.command("convert-lora")(lora_cmd.convert_lora_command)
+    app.command("sample")(sample_cmd.sample_command)
+    app.command("eval")(sample_cmd.eval_command)
+    app.command("demo")(demo_cmd.demo_command)
+    app.command("serve-reward")(reward_cmd.serve_reward_command)
 
 
 _register()

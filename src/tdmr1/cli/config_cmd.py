@@ -67,9 +67,9 @@ def check(
     """Validate a YAML config (with overrides); prints 'ok' or one error line."""
     cls = _kind(kind)
     if kind == "train":  # a scale-path file (backbone / init_lora section) is checked as one
-        from tdmr1.cli.models_cmd import _is_scale_run
+        from tdmr1.cli.train_cmd import is_scale_run
 
-        if _is_scale_run(path, set_, None, None, None):
+        if is_scale_run(path, set_, None, None, None):
             cls = _kind("scale")
     load_config(cls, path, set_)
     typer.echo("ok")

@@ -1,4 +1,5 @@
-"""User-facing error and warning lines on stderr: always ONE physical line, never rich markup.
+"""User-facing error and warning lines on stderr (always ONE physical line, never rich markup), and the
+help text of the options several commands share.
 
 Rich consoles wrap at 80 columns when stderr is not a terminal and read ``[ocr]`` as a style tag;
 these helpers print the message as plain text with wrapping off (only the ``error:`` / ``warning:``
@@ -28,3 +29,6 @@ def print_error(message: object) -> None:
 def warn(message: object) -> None:
     """``warning: <message>`` as one line on stderr."""
     _stderr().print(Text.assemble(("warning:", "bold yellow"), " ", one_line(message)))
+
+
+SET_HELP = "config override key=value (repeatable), e.g. --set steps=100"

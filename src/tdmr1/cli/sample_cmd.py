@@ -1,5 +1,5 @@
-"""Model commands: `tdmr1 pretrain`, `tdmr1 sample`, `tdmr1 eval` (embedded checkpoints, or a scale backbone with
-``--backbone sd3|zimage --model DIR``: :mod:`tdmr1.cli.scale_cmd`)."""
+"""`tdmr1 sample` and `tdmr1 eval`: embedded checkpoints, or a scale backbone with ``--backbone sd3|zimage
+--model DIR`` (:mod:`tdmr1.cli.scale_cmd`)."""
 
 from __future__ import annotations
 
@@ -9,30 +9,12 @@ import typer
 from rich.console import Console
 
 from tdmr1.cli.messages import warn
-from tdmr1.config import from_dict, load_config
+from tdmr1.config import from_dict
 from tdmr1.diffusion.sampling import SamplingConfig
-from tdmr1.models.checkpoints import resolve_checkpoint
 from tdmr1.utils.io import atomic_write_text
 from tdmr1.utils.outputs import check_writable_file, prepare_results_dir
 
 console = Console()
-
-SET_HELP = "config override key=value (repeatable), e.g. --set steps=100"
-
-
-def pretrain_command(
-    world: str = typer.Option("shapes", help="embedded world"),
-    config: Path | None = typer.Option(None, help="YAML config (defaults: `tdmr1 config show pretrain`)"),
-    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
-    out: Path = typer.Option(Path("runs/pretrain"), help="run folder (state, logs, grids, exported model)"),
-    resume: bool = typer.Option(True, help="continue from the run folder's state if there is one"),
-) -> None:
-    """Pretrain the multi-step teacher on the world's web-like captions (flow matching)."""
-    from tdmr1.teacher.pretrain import PretrainConfig, pretrain
-
-    cfg = load_config(PretrainConfig, config, [f"world={world}", *set_])
-    model_dir = pretrain(cfg, out, resume=resume)
-    console.print(f"teacher saved to {model_dir}")
 
 
 def _sampling(
@@ -47,11 +29,23 @@ def _sampling(
 
 
 DEVICE_HELP = "auto (CUDA when present), cpu or cuda[:i]"
+
+
 BACKBONE_HELP = "scale path: sd3 or zimage (with --model; default: detected from the folder)"
+
+
 MODEL_HELP = "scale path: local diffusers pipeline folder (nothing is downloaded)"
+
+
 LORA_HELP = "scale path: generator adapter (a `tdmr1 train` export folder, a named .safetensors or an order-only .ckpt)"
+
+
 INIT_LORA_HELP = "scale path: the authors' TDM LoRA (.ckpt, order-only) as the generator"
+
+
 RESOLUTION_HELP = "scale path: image side in pixels (default: the adapter's, else the backbone's)"
+
+
 PRECISION_HELP = "scale path: fp32, or bf16 (denoiser under bf16 autocast, text encoders bf16)"
 
 
@@ -244,178 +238,3 @@ def _report(result: dict, title: str, json_out: Path | None) -> None:
     print_summary(result, title=title)
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(result, indent=2))
-
-
-def distill_command(
-    world: str = typer.Option("shapes", help="embedded world"),
-    teacher: Path | None = typer.Option(None, help="teacher checkpoint folder [default: checkpoints/WORLD/teacher]"),
-    config: Path | None = typer.Option(None, help="YAML config (defaults: `tdmr1 config show distill`)"),
-    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
-    out: Path = typer.Option(Path("runs/distill"), help="run folder (state, logs, grids, exported student)"),
-    resume: bool = typer.Option(True, help="continue from the run folder's state if there is one"),
-    backbone: str | None = typer.Option(None, help="not supported: the scale path starts from the authors' TDM LoRA"),
-    model_dir: Path | None = typer.Option(None, "--model", help="not supported (see --backbone)"),
-) -> None:
-    """TDM distillation of the teacher into a 4-step student (data-free, prompts only; embedded teachers)."""
-    from tdmr1.tdm.distill import DistillConfig, distill
-
-    if backbone is not None or model_dir is not None:
-        from tdmr1.cli.scale_cmd import DISTILL_SCALE_MESSAGE
-        from tdmr1.errors import ConfigError
-
-        raise ConfigError(DISTILL_SCALE_MESSAGE)
-
-    teacher_path = resolve_checkpoint(teacher or f"checkpoints/{world}/teacher")
-    cfg = load_config(DistillConfig, config, set_, values={"world": world, "teacher": str(teacher_path)})
-    console.print(f"student saved to {distill(cfg, out, resume=resume)}")
-
-
-def train_command(
-    world: str = typer.Option("shapes", help="embedded world (prompts, reward, validation)"),
-    init: Path | None = typer.Option(None, help="few-step student to reinforce [default: checkpoints/WORLD/tdm4]"),
-    reward: str | None = typer.Option(None, help="reward name (default: the world's own)"),
-    config: Path | None = typer.Option(None, help="YAML config (defaults: `tdmr1 config show train`)"),
-    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
-    out: Path = typer.Option(Path("runs/r1"), help="run folder"),
-    resume: bool = typer.Option(True, help="continue from the run folder's state if there is one"),
-    iterations: int | None = typer.Option(None, min=1, help="RL iterations (default: the config's)"),
-    backbone: str | None = typer.Option(
-        None, help="scale path: sd3 or zimage (with --model; default: detected from the folder)"
-    ),
-    model: Path | None = typer.Option(None, help="scale path: local diffusers pipeline folder (nothing is downloaded)"),
-    init_lora: Path | None = typer.Option(
-        None, help="scale path: generator adapter to start from (the authors' order-only .ckpt or a named .safetensors)"
-    ),
-) -> None:
-    """TDM-R1: reinforce the few-step generator with a black-box reward through a learned surrogate."""
-    from tdmr1.r1.config import RLConfig
-    from tdmr1.r1.trainer import TDMR1Trainer
-    from tdmr1.worlds import get_world
-
-    values: dict = {"world": world}
-    if _is_scale_run(config, set_, backbone, model, init_lora):
-        from tdmr1.r1.scale_config import ScaleRLConfig
-
-        cls: type[RLConfig] = ScaleRLConfig
-        if init is not None:
-            from tdmr1.errors import ConfigError
-
-            raise ConfigError("--init is an embedded student; on a scale backbone start from --init-lora FILE")
-        if backbone is not None:
-            values["backbone.kind"] = backbone
-        if model is not None:
-            values["backbone.path"] = str(model)
-        if init_lora is not None:
-            values["init_lora"] = str(init_lora)
-    else:
-        cls = RLConfig
-        # typed values, not override text: a path is never re-parsed as YAML; resolved here, so any cwd works
-        values["init"] = str(resolve_checkpoint(init or f"checkpoints/{world}/tdm4"))
-    if reward:
-        values["reward"] = reward
-    if iterations is not None:
-        values["iterations"] = iterations
-    # without a config file, the world's own reward settings (e.g. the authors' OCR column) apply
-    world_defaults = list(get_world(world).rl_defaults) if config is None else []
-    cfg = load_config(cls, config, [*world_defaults, *set_], values=values)
-    if cls is not RLConfig and cfg.backbone.path is None:
-        from tdmr1.errors import ConfigError
-
-        raise ConfigError("scale run without a backbone folder: pass --model PATH (or --set backbone.path=PATH)")
-    from tdmr1.config import to_dict
-    from tdmr1.training.run_folder import check_run_folder
-
-    check_run_folder(out, to_dict(cfg))  # before the trainer opens anything there (a reward's database)
-    console.print(f"model saved to {TDMR1Trainer(cfg, out).run(resume=resume)}")
-
-
-def _is_scale_run(
-    config: Path | None, set_: list[str], backbone: str | None, model: Path | None, init_lora: Path | None
-) -> bool:
-    """A scale-path run: --backbone/--model/--init-lora, a `backbone`/`init_lora` override, or a config file
-    with a `backbone` section (configs/scale/*.yaml)."""
-    if backbone is not None or model is not None or init_lora is not None:
-        return True
-    if any(item.split("=", 1)[0].strip().startswith(("backbone.", "init_lora")) for item in set_):
-        return True
-    if config is not None:
-        from tdmr1.config import read_yaml
-
-        data = read_yaml(config)
-        return isinstance(data, dict) and ("backbone" in data or "init_lora" in data)
-    return False
-
-
-def convert_lora_command(
-    src: Path = typer.Argument(..., help="input: the authors' order-only .ckpt, or a named .safetensors"),
-    dst: Path = typer.Argument(..., help="output: a named .safetensors, or an order-only .ckpt"),
-    model: Path | None = typer.Option(
-        None, help="local diffusers pipeline folder whose transformer names the tensors (only its config is read)"
-    ),
-    backbone: str | None = typer.Option(None, help="sd3 or zimage: the authors' LoRA layout (default: from --model)"),
-    rank: int | None = typer.Option(None, min=1, help="LoRA rank (default: a named input's own, else the preset's 32)"),
-) -> None:
-    """Convert a LoRA between the authors' order-only .ckpt and named peft .safetensors (by file suffix).
-
-    The names come from a reference wrap of the installed diffusers' transformer built from
-    --model's transformer/config.json on the meta device (no weights read); count and every shape are checked.
-    """
-    from tdmr1.errors import ConfigError
-    from tdmr1.models.lora.presets import convert_lora, lora_settings, pipeline_layout
-    from tdmr1.models.registry import detect_kind
-
-    if model is None:
-        raise ConfigError("convert-lora needs --model PATH (a local pipeline folder; only its configs are read)")
-    kind = detect_kind(model)
-    if kind == "embedded":
-        raise ConfigError(f"{model} is an embedded checkpoint: convert-lora is for diffusers pipelines (sd3, zimage)")
-    if backbone is not None and backbone != kind:
-        raise ConfigError(f"{model} holds a {kind} pipeline, but --backbone is {backbone}")
-    check_writable_file(dst, "output file")
-    if rank is None and src.suffix == ".safetensors" and src.is_file():  # a named file says its rank
-        from safetensors import safe_open
-
-        with safe_open(str(src), "pt") as f:
-            a_key = next((k for k in f.keys() if ".lora_A." in k), None)  # noqa: SIM118 - safe_open has no __iter__
-            rank = f.get_slice(a_key).get_shape()[0] if a_key else None
-    layout = pipeline_layout(model, lora_settings(f"{kind}-authors", rank=rank))
-    convert_lora(src, dst, layout, decay=_export_ema_decay(src))
-    console.print(f"{len(layout)} tensors ({kind}-authors layout) {src} -> {dst}")
-
-
-def _export_ema_decay(src: Path) -> float:
-    """The generator EMA decay of a `tdmr1 train` export next to ``src`` (its config.json), else 0.0."""
-    import json
-
-    config = src.parent / "config.json"
-    try:
-        value = json.loads(config.read_text()).get("ema_decay", 0.0) if config.is_file() else 0.0
-        return float(value)
-    except (ValueError, TypeError, AttributeError):
-        return 0.0
-
-
-def register(app: typer.Typer) -> None:
-    app.command("pretrain")(pretrain_command)
-    app.command("distill")(distill_command)
-    app.command("train")(train_command)
-    app.command("convert-lora")(convert_lora_command)
-    app.command("sample")(sample_command)
-    app.command("eval")(eval_command)
-    app.command("demo")(demo_command)
-
-
-def demo_command(
-    world: str = typer.Option("shapes", help="embedded world"),
-    minutes: float = typer.Option(10.0, help="wall-time budget of the RL run"),
-    iterations: int | None = typer.Option(None, min=1, help="stop after this many iterations instead"),
-    out: Path = typer.Option(Path("demo_out"), help="output folder (report.md, grids, curve, evaluations)"),
-    checkpoints: Path = typer.Option(Path("checkpoints"), help="folder with the shipped checkpoints"),
-    set_: list[str] = typer.Option([], "--set", help="extra RL config overrides"),
-) -> None:
-    """The main job: TDM-R1 from the shipped 4-step student, then a before/after report."""
-    from tdmr1.demo import run_demo
-
-    report = run_demo(world, minutes, iterations, out, checkpoints, set_)
-    console.print(report.read_text(), markup=False, highlight=False)
-    console.print(f"report written to {report}")
