@@ -30,7 +30,8 @@ from tdmr1.r1.config import RLConfig
 from tdmr1.r1.diagnostics import pearson
 from tdmr1.r1.draws import per_group
 from tdmr1.r1.losses import surrogate_target
-from tdmr1.r1.trainer import Rollout, TDMR1Trainer
+from tdmr1.r1.rollout import Rollout
+from tdmr1.r1.trainer import TDMR1Trainer
 from tdmr1.tdm.losses import per_sample_mean
 
 

@@ -96,6 +96,13 @@ PEAK_BF16: list[tuple[str, float]] = [
 ]
 
 PHASES = ("rollout", "update_fake", "train_surrogate", "update_generator")
+#: where each phase runs: (object, method) of a trainer
+PHASE_CALLS = {
+    "rollout": lambda tr: (tr, "rollout"),
+    "update_fake": lambda tr: (tr.update, "fake"),
+    "train_surrogate": lambda tr: (tr, "train_surrogate"),
+    "update_generator": lambda tr: (tr.update, "generator"),
+}
 
 
 def peak_flops(device: torch.device, override_tflops: float | None) -> tuple[float | None, str]:
@@ -219,7 +226,8 @@ def _sync(device: torch.device) -> None:
 def _timed_phases(trainer, device: torch.device, phases: dict[str, float]) -> None:
     """Wrap the iteration's phases so that their (synchronised) seconds add up in ``phases``."""
     for name in PHASES:
-        fn = getattr(trainer, name)
+        owner, attr = PHASE_CALLS[name](trainer)
+        fn = getattr(owner, attr)
 
         def wrapped(*a, _fn=fn, _name=name, **kw):
             _sync(device)
@@ -229,7 +237,7 @@ def _timed_phases(trainer, device: torch.device, phases: dict[str, float]) -> No
             phases[_name] = phases.get(_name, 0.0) + time.perf_counter() - t0
             return out
 
-        setattr(trainer, name, wrapped)
+        setattr(owner, attr, wrapped)
 
 
 def _peak_memory(device: torch.device) -> tuple[int, str]:

@@ -30,7 +30,8 @@ import torch
 from tdmr1.config import apply_overrides, from_dict
 from tdmr1.r1.config import RLConfig
 from tdmr1.r1.diagnostics import clean_margin, pearson
-from tdmr1.r1.trainer import Rollout, TDMR1Trainer
+from tdmr1.r1.rollout import Rollout
+from tdmr1.r1.trainer import TDMR1Trainer
 
 DEFAULT_OUT = "benchmarks/results/surrogate_probe_shapes.json"
 

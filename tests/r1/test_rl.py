@@ -76,7 +76,7 @@ def _cfg(student, *extra):
 def test_fresh_surrogate_gives_zero_reward_direction(tiny_student, tmp_path):
     trainer = TDMR1Trainer(_cfg(tiny_student, "surrogate_cfg=1.0"), tmp_path, quiet=True)
     ro = trainer.rollout()
-    stats = trainer.update_generator(ro)
+    stats = trainer.update.generator(ro)
     assert stats["reward_dir_norm"] == 0.0
 
 

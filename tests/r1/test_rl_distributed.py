@@ -14,8 +14,8 @@ import torch
 
 from tdmr1.config import load_config
 from tdmr1.errors import ConfigError
-from tdmr1.r1.config import RLConfig
-from tdmr1.r1.trainer import TDMR1Trainer, batch_layout
+from tdmr1.r1.config import RLConfig, batch_layout
+from tdmr1.r1.trainer import TDMR1Trainer
 from tdmr1.training.distributed import BatchLayout
 
 

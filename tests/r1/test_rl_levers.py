@@ -173,7 +173,7 @@ def test_fake_update_reuses_the_rollouts_generator_step(tiny_student, tmp_path, 
     results = []
     for batch in (ro.without_predictions(), ro):
         tr.gen.manual_seed(7)  # the same minibatch order and draws for both
-        loss = tr.update_fake(batch)
+        loss = tr.update.fake(batch)
         results.append((loss, [p.grad.clone() for p in fake_params]))
         tr.opt["fake"].zero_grad(set_to_none=True)
         if batch is not ro:  # from here on, running the generator again would be an error

@@ -9,6 +9,7 @@ import torch
 from test_rl import _Brightness, _cfg
 
 from tdmr1.errors import ConfigError
+from tdmr1.r1.config import reward_queries
 from tdmr1.r1.draws import reward_point
 from tdmr1.r1.losses import explicit_regression_loss
 from tdmr1.r1.prompt_stream import PromptStream, tag_stats
@@ -84,7 +85,7 @@ def test_pixel_surrogate_runs_no_backbone_forward(tiny_student, tmp_path):
     calls = []
     original = tr.system.velocity
     tr.system.velocity = lambda *a, **k: calls.append(a[0]) or original(*a, **k)
-    tr.update_surrogate(ro)
+    tr.update.surrogate_step(ro)
     assert calls == []
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in tr.surrogate.parameters())
 
@@ -109,7 +110,7 @@ def test_extra_surrogate_rollouts_fill_the_replay_and_count_as_reward_queries(ti
     tr = TDMR1Trainer(_cfg(tiny_student, *PIXELS, "surrogate_rollouts=2", "surrogate_replay=6"), tmp_path, quiet=True)
     stats = tr.iteration()
     assert len(tr.replay) == 3 and all(ro.x0_preds is None for ro in tr.replay)
-    assert stats["reward_queries"] == 3 * 2 * 2 == tr.reward_queries(1)
+    assert stats["reward_queries"] == 3 * 2 * 2 == reward_queries(tr.cfg, 1)
     assert {"tag_share/" + t for t in tr.replay[-1].tags} <= set(stats)  # the fresh batch, stored last
 
 

@@ -14,12 +14,14 @@ import torch
 pytest.importorskip("diffusers")
 
 import tdmr1.r1.trainer as rl  # noqa: E402
+import tdmr1.r1.updates as updates  # noqa: E402
 from tdmr1.cli.app import main  # noqa: E402
 from tdmr1.config import describe_config, load_config  # noqa: E402
 from tdmr1.diffusion.flow import euler_step  # noqa: E402
 from tdmr1.errors import ConfigError  # noqa: E402
 from tdmr1.models.registry import BackboneSpec, load_backbone  # noqa: E402
 from tdmr1.models.tiny import save_tiny_pipeline  # noqa: E402
+from tdmr1.r1.config import batch_layout  # noqa: E402
 from tdmr1.r1.scale_config import ScaleRLConfig  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "scale"
@@ -51,9 +53,9 @@ def test_dpm_fake_and_generator_terms_are_noised_from_the_euler_step(sd3_folder,
     ro = tr.rollout()
     for j in (1, 2):  # the second-order DPM states differ from the Euler step (the first step is first-order)
         assert float((ro.states[j + 1] - _euler(tr, ro, j)).abs().max()) > 1e-4
-    monkeypatch.setattr(tr, "_train_steps", lambda: [1, 2, 3])
+    monkeypatch.setattr(tr.update, "train_steps", lambda: [1, 2, 3])
     seen: dict[str, list] = {"fake": [], "reward": [], "diffuse": []}
-    real_fake_loss, real_reward_point, real_diffuse = rl.fake_loss, rl.reward_point, tr.system.diffuse
+    real_fake_loss, real_reward_point, real_diffuse = updates.fake_loss, updates.reward_point, tr.system.diffuse
 
     def fake_loss(system, x_next, *args):
         seen["fake"].append(x_next.detach().clone())
@@ -67,12 +69,12 @@ def test_dpm_fake_and_generator_terms_are_noised_from_the_euler_step(sd3_folder,
         seen["diffuse"].append(x.detach().clone())
         return real_diffuse(x, *args)
 
-    monkeypatch.setattr(rl, "fake_loss", fake_loss)
-    monkeypatch.setattr(rl, "reward_point", reward_point)
+    monkeypatch.setattr(updates, "fake_loss", fake_loss)
+    monkeypatch.setattr(updates, "reward_point", reward_point)
     monkeypatch.setattr(tr.system, "diffuse", diffuse)
-    tr.update_fake(ro)  # reuses the rollout's x0 predictions
-    tr.update_fake(ro.without_predictions())  # runs the generator again
-    tr.update_generator(ro)
+    tr.update.fake(ro)  # reuses the rollout's x0 predictions
+    tr.update.fake(ro.without_predictions())  # runs the generator again
+    tr.update.generator(ro)
     want = [_euler(tr, ro, j) for j in (1, 2, 3)]
     for key, got in (("fake", seen["fake"][:3]), ("fake", seen["fake"][3:]), ("reward", seen["reward"])):
         assert len(got) == 3, key
@@ -111,13 +113,13 @@ def test_sd3_configs_feed_the_authors_integer_timesteps(name, sd3_folder):
 
 def test_one_batch_layout_for_one_process_too():
     cfg = load_config(ScaleRLConfig, None, ["prompts_per_iteration=4", "group_size=2", "per_device_batch=4"])
-    layout = rl.batch_layout(cfg, 0, 1)
+    layout = batch_layout(cfg, 0, 1)
     assert layout == cfg.layout(1) and layout.per_device_batch == 4 and layout.minibatch_groups == 2
     bad = load_config(ScaleRLConfig, None, ["prompts_per_iteration=4", "group_size=4", "per_device_batch=2"])
     with pytest.raises(ConfigError, match="per_device_batch 2"):
-        rl.batch_layout(bad, 0, 1)
+        batch_layout(bad, 0, 1)
     derived = load_config(ScaleRLConfig, None, ["prompts_per_iteration=4", "group_size=2", "minibatch_groups=2"])
-    assert rl.batch_layout(derived, 0, 1).per_device_batch == 4  # no per_device_batch: minibatch_groups x G / W
+    assert batch_layout(derived, 0, 1).per_device_batch == 4  # no per_device_batch: minibatch_groups x G / W
     geneval = load_config(ScaleRLConfig, CONFIGS / "sd35m_geneval.yaml")
     assert geneval.layout(8).minibatch_groups == 4 and geneval.sur_rank_every == 0
     with pytest.raises(ConfigError, match="multiple of 24"):  # one GPU: a micro-batch holds whole groups
@@ -130,8 +132,8 @@ def test_no_reward_direction_where_it_is_masked(sd3_folder, brightness_reward_fi
     calls = []
     real = tr.surrogate.reward_direction
     monkeypatch.setattr(tr.surrogate, "reward_direction", lambda *a: calls.append(1) or real(*a))
-    monkeypatch.setattr(tr, "_train_steps", lambda: [0, 1, 2, 3])
-    stats = tr.update_generator(ro)
+    monkeypatch.setattr(tr.update, "train_steps", lambda: [0, 1, 2, 3])
+    stats = tr.update.generator(ro)
     assert len(calls) == 2 and stats["loss_gen"] == stats["loss_gen"]  # j = 0, 1 only; finite loss
 
 

@@ -9,6 +9,7 @@ from typing import Literal
 from tdmr1.config import at_least, option, positive, within
 from tdmr1.errors import ConfigError
 from tdmr1.models.lora.roles import LoraSettings
+from tdmr1.training.distributed import BatchLayout
 
 #: Images rolled out per iteration at most (all of them are held at once, with their trajectories).
 MAX_IMAGES_PER_ITERATION = 16384
@@ -220,3 +221,19 @@ class RLConfig:
         for key in ("lora", "lora_surrogate"):
             if getattr(self, key) is not None:
                 positive(getattr(self, key), "alpha", prefix=f"{key}.")
+
+
+def batch_layout(cfg: RLConfig, rank: int, processes: int) -> BatchLayout:
+    """How an iteration's images spread over ``processes`` (ConfigError with the reason when they do not):
+    a scale config's own :meth:`ScaleRLConfig.layout` (one source of truth, any number of processes), else
+    micro-batches of ``minibatch_groups`` groups."""
+    layout = getattr(cfg, "layout", None)
+    if layout is not None:
+        return layout(processes, rank)
+    return BatchLayout.of_minibatches(cfg.group_size, cfg.prompts_per_iteration, processes, cfg.minibatch_groups, rank)
+
+
+def reward_queries(cfg: RLConfig, iterations: int) -> int:
+    """Images labelled by the reward after ``iterations`` iterations (warm-up and extra rollouts included)."""
+    batches = cfg.surrogate_warmup + iterations * (1 + cfg.surrogate_rollouts)
+    return batches * cfg.prompts_per_iteration * cfg.group_size

@@ -9,11 +9,15 @@ import torch
 from torch import Tensor
 
 from tdmr1.diffusion.flow import draw_levels
+from tdmr1.r1.config import RLConfig
 from tdmr1.r1.draws import group_noise, n_groups, per_group
 from tdmr1.r1.losses import group_mean, surrogate_target
+from tdmr1.r1.prompt_stream import tag_rows
 from tdmr1.tdm.system import Text
+from tdmr1.training.distributed import BatchLayout
 
 if TYPE_CHECKING:
+    from tdmr1.r1.rollout import Rollout
     from tdmr1.r1.surrogate import Surrogate
 
 
@@ -52,3 +56,29 @@ def clean_margin(
         x_tau, v_star = surrogate_target(clean, zeros, xi, tau)
         out += surrogate.clean_reward(x_tau, tau, v_star, cond)
     return out / draws
+
+
+def surrogate_rank(
+    surrogate: Surrogate, ro: Rollout, layout: BatchLayout, cfg: RLConfig, step: int, device: torch.device
+) -> dict[str, float]:
+    """Within-prompt correlation of ``ro``'s advantages with the surrogate's reward of the clean images
+    (``sur_rank``: tau in [t_min_surrogate, t_max_surrogate], ``sur_rank_draws`` draws), and the same in
+    each band of ``sur_rank_bands`` (half the draws each). Its own random generator: training is unchanged."""
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + step)
+    clean, cond, group = ro.states[-1], ro.cond, ro.group
+
+    adv, all_groups = layout.gather_rows(ro.adv), layout.gather_rows(group)
+
+    def rank(t_min: float, t_max: float, draws: int) -> float:
+        margin = clean_margin(surrogate, clean, cond, group, t_min, t_max, draws, gen)
+        return pearson(adv, layout.gather_rows(margin), all_groups)
+
+    lo, hi = cfg.t_min_surrogate, cfg.t_max_surrogate
+    margin = layout.gather_rows(clean_margin(surrogate, clean, cond, group, lo, hi, cfg.sur_rank_draws, gen))
+    out = {"sur_rank": pearson(adv, margin, all_groups)}
+    for tag, rows in tag_rows(ro.tags, all_groups).items():
+        out[f"sur_rank/{tag}"] = pearson(adv[rows], margin[rows], all_groups[rows])
+    bands = cfg.sur_rank_bands
+    for lo, hi in zip(bands, bands[1:], strict=False):
+        out[f"sur_rank_tau_{lo:.2f}_{hi:.2f}"] = rank(lo, hi, max(cfg.sur_rank_draws // 2, 1))
+    return out

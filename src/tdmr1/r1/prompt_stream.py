@@ -9,6 +9,9 @@ import numpy as np
 import torch
 
 from tdmr1.errors import ConfigError
+from tdmr1.geneval.layout import read_prompt_file
+from tdmr1.r1.config import RLConfig
+from tdmr1.worlds.base import World
 
 
 class PromptStream:
@@ -69,3 +72,11 @@ def tag_stats(tags: Sequence[str], rewards: torch.Tensor, adv: torch.Tensor) -> 
         out[f"tag_reward/{tag}"] = float(rewards[rows].mean())
         out[f"tag_abs_adv/{tag}"] = float(adv[rows].abs().mean())
     return out
+
+
+def prompt_pool(cfg: RLConfig, world: World) -> list[dict]:
+    """The world's training prompts, or a scale config's ``prompts`` file (one a line, or jsonl)."""
+    prompts = getattr(cfg, "prompts", None)
+    if not prompts:
+        return world.training_prompts()
+    return read_prompt_file(prompts, known_tags=None, require_include=False)

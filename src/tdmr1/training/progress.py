@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -84,6 +85,15 @@ class RunLogger:
         self.progress.stop()
         if self.writer is not None:
             self.writer.close()
+
+
+class QuietLog:
+    """What a process other than rank 0 logs: nothing (``RunLogger``'s methods, doing nothing)."""
+
+    def step(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    scalars = image = info = close = step
 
 
 def trim_metrics(run_dir: str | Path, step: int) -> int:

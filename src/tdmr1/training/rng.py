@@ -72,3 +72,16 @@ def global_rng_untouched(device: torch.device | str | None = None) -> Iterator[N
         devices = [torch.device(device).index or 0]
     with torch.random.fork_rng(devices=devices):
         yield
+
+
+class GeneratorState:
+    """A bare ``torch.Generator`` seen as a module with a state dict (for ``save_training_state``'s modules)."""
+
+    def __init__(self, gen: torch.Generator):
+        self.gen = gen
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"state": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.gen.set_state(state["state"])
