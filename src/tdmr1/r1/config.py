@@ -10,14 +10,15 @@ from tdmr1.config import at_least, option, positive, within
 from tdmr1.errors import ConfigError
 from tdmr1.models.lora.roles import LoraSettings
 from tdmr1.training.distributed import BatchLayout
+from tdmr1.training.run_config import RunConfig
 
 #: Images rolled out per iteration at most (all of them are held at once, with their trajectories).
 MAX_IMAGES_PER_ITERATION = 16384
 
 
 @dataclass
-class RLConfig:
-    """TDM-R1: surrogate-reward RL of a few-step generator from a black-box reward."""
+class RLSettings:
+    """What TDM-R1 learns and how: every hyperparameter of the method (docs/METHOD.md sec. 4)."""
 
     world: str = option("shapes", "embedded world: prompts, reward, validation benchmark")
     init: str = option("checkpoints/shapes/tdm4", "few-step student to start from (exported by `distill`)")
@@ -132,10 +133,13 @@ class RLConfig:
     max_skipped_batches: int = option(
         3, "with skip_bad_reward_batches: stop (RewardError) when more than this many batches fail in a row"
     )
-    seed: int = option(0, "seed")
-    threads: int = option(0, "torch CPU threads (0 = default)")
-    device: str = option("auto", "auto (CUDA when present), cpu or cuda[:i]")
-    max_minutes: float | None = option(None, "stop (cleanly, with a checkpoint) after this wall time")
+
+
+@dataclass
+class RLConfig(RunConfig, RLSettings):
+    """TDM-R1: surrogate-reward RL of a few-step generator from a black-box reward (its settings, the run
+    options, then its logging, saving, diagnostic and validation cadences)."""
+
     log_every: int = option(1, "TensorBoard scalars every N iterations")
     snapshot_every: int = option(
         0, "also export the model to snapshots/iter_NNNNN every N iterations, for learning curves (0 = off)"

@@ -3,7 +3,6 @@ the parts live beside it in ``tdmr1.r1`` (docs/DESIGN_NOTES.md: backbones, rando
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from pathlib import Path
@@ -33,11 +32,12 @@ from tdmr1.tdm.student import export_student, load_student_adapter
 from tdmr1.tdm.system import FewStepSystem
 from tdmr1.training import distributed as dist
 from tdmr1.training.ema import TensorEMA
+from tdmr1.training.loop import out_of_time, stops_cleanly, write_config
 from tdmr1.training.progress import QuietLog, RunLogger
 from tdmr1.training.quick_eval import quick_eval
 from tdmr1.training.rng import GeneratorState
 from tdmr1.training.state import has_training_state, load_training_state, prepare_run_dir, save_training_state
-from tdmr1.training.stops import check_finite, interrupted
+from tdmr1.training.stops import check_finite
 from tdmr1.utils.grid import save_grid
 from tdmr1.utils.plots import plot_reward_curve
 from tdmr1.worlds import get_world
@@ -246,21 +246,20 @@ class TDMR1Trainer:
             self.grid("before")
         log: RunLogger | QuietLog = QuietLog()
         if self.main:
-            (self.out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+            write_config(self.out_dir, cfg)
             log = RunLogger(
                 self.out_dir, total=cfg.iterations, start=self.step, desc=f"TDM-R1 {cfg.world}", quiet=self.quiet
             )
         t0 = time.time()
         skips = SkipBudget(cfg.max_skipped_batches)
-        try:
+        with stops_cleanly(log, "TDM-R1", "iteration", lambda: self.step, cfg.checkpoint_every):
             if cfg.surrogate_warmup and not self.warmup_state.done:
                 log.scalars(0, self.warm_up_surrogate(log))
                 self.save()
             if self.step == 0 and cfg.val_every:
                 log.scalars(0, {f"val/{k}": v for k, v in self.validate().items()})
             while self.step < cfg.iterations:
-                if cfg.max_minutes is not None and dist.any_rank(time.time() - t0 > 60 * cfg.max_minutes):
-                    log.info(f"time budget of {cfg.max_minutes} min reached at iteration {self.step}")
+                if out_of_time(cfg, t0, log, f"iteration {self.step}", agree=dist.any_rank):
                     break
                 try:
                     stats = self.iteration()
@@ -282,10 +281,6 @@ class TDMR1Trainer:
                     self.export(self.out_dir / "snapshots" / f"iter_{self.step:05d}")
             if cfg.val_every and self.step % cfg.val_every:
                 log.scalars(self.step, {f"val/{k}": v for k, v in self.validate().items()})
-        except KeyboardInterrupt:
-            raise interrupted("TDM-R1", "iteration", self.step, cfg.checkpoint_every) from None
-        finally:
-            log.close()
         self.save()
         if self.main:
             self.grid("after")

@@ -8,7 +8,6 @@ teacher-vs-fake direction with teacher CFG.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from tdmr1.config import at_least, option, positive, to_dict, within
+from tdmr1.config import at_least, option, positive, within
 from tdmr1.devices import resolve_device
 from tdmr1.diffusion.sampling import SamplingConfig
 from tdmr1.errors import ConfigError
@@ -28,16 +27,18 @@ from tdmr1.tdm.student import export_student
 from tdmr1.tdm.system import FewStepSystem
 from tdmr1.tdm.system_losses import fake_update, generator_loss
 from tdmr1.training.ema import TensorEMA
+from tdmr1.training.loop import out_of_time, start_run, stops_cleanly, write_config
 from tdmr1.training.progress import RunLogger
 from tdmr1.training.rng import RunRNG, global_rng_untouched
-from tdmr1.training.state import load_training_state, prepare_run_dir, save_training_state
-from tdmr1.training.stops import check_finite, interrupted
+from tdmr1.training.run_config import RunConfig
+from tdmr1.training.state import load_training_state, save_training_state
+from tdmr1.training.stops import check_finite
 from tdmr1.utils.grid import save_grid
 from tdmr1.worlds import get_world
 
 
 @dataclass
-class DistillConfig:
+class DistillSettings:
     """TDM distillation of a teacher into a K-step student (LoRA roles `generator` and `fake`)."""
 
     world: str = option("shapes", "embedded world (its prompts drive the data-free distillation)")
@@ -62,11 +63,12 @@ class DistillConfig:
     huber_c: float | None = option(None, "pseudo-Huber constant of the generator loss (null = squared error)")
     grad_clip: float = option(1.0, "gradient-norm clip per role")
     ema_decay: float = option(0.99, "generator EMA decay (warm-up min((1+n)/(10+n), decay))")
-    seed: int = option(0, "seed")
-    threads: int = option(0, "torch CPU threads (0 = default)")
-    device: str = option("auto", "auto (CUDA when present), cpu or cuda[:i]")
-    max_minutes: float | None = option(None, "stop (cleanly, with a checkpoint) after this wall time")
-    log_every: int = option(10, "TensorBoard scalars every N iterations")
+
+
+@dataclass
+class DistillConfig(RunConfig, DistillSettings):
+    """TDM distillation: its settings, the run options, then how often it logs, saves and samples."""
+
     checkpoint_every: int = option(100, "resumable state + exported student every N iterations")
     sample_every: int = option(250, "sample grid every N iterations (0 = only at the end)")
 
@@ -102,9 +104,7 @@ class PromptSampler:
 def distill(cfg: DistillConfig, out_dir: str | Path, resume: bool = True, quiet: bool = False) -> Path:
     """Run TDM distillation into ``out_dir``; returns the exported student folder (``out_dir/model``)."""
     out_dir = Path(out_dir)
-    has_state = prepare_run_dir(out_dir, resume, to_dict(cfg))
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    has_state = start_run(cfg, out_dir, resume)
     device = resolve_device(cfg.device)
     teacher = EmbeddedT2I.load(cfg.teacher)
     get_world(cfg.world).check_image_size(teacher.image_shape[1:], f"the teacher {cfg.teacher}")
@@ -129,7 +129,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, resume: bool = True, quiet:
     step = 0
     if has_state:
         step, _ = load_training_state(out_dir, modules, optimizers)
-    (out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    write_config(out_dir, cfg)
     uncond_1 = system.encode([""])
     grid_prompts = get_world(cfg.world).grid_prompts()
     student_sampling = SamplingConfig(steps=cfg.student_steps, cfg=1.0, sampler="euler", shift=cfg.shift)
@@ -141,10 +141,9 @@ def distill(cfg: DistillConfig, out_dir: str | Path, resume: bool = True, quiet:
         export_student(system, ema, out_dir / "model", cfg.teacher, student_sampling, {"distilled_iterations": step})
         save_training_state(out_dir, step, modules, optimizers)
 
-    try:
+    with stops_cleanly(log, "distill", "iteration", lambda: step, cfg.checkpoint_every):
         while step < cfg.iterations:
-            if cfg.max_minutes is not None and time.time() - t0 > 60 * cfg.max_minutes:
-                log.info(f"time budget of {cfg.max_minutes} min reached at iteration {step}")
+            if out_of_time(cfg, t0, log, f"iteration {step}"):
                 break
             n = cfg.batch_size
             cond = system.encode(prompts_for(n))
@@ -194,9 +193,5 @@ def distill(cfg: DistillConfig, out_dir: str | Path, resume: bool = True, quiet:
                 log.image("samples", imgs, step)
         if step % cfg.checkpoint_every:  # the last iterations (end or time budget) are saved too
             save()
-    except KeyboardInterrupt:
-        raise interrupted("distill", "iteration", step, cfg.checkpoint_every) from None
-    finally:
-        log.close()
     log.info(f"distilled to iteration {step} in {time.time() - t0:.0f} s; student at {out_dir / 'model'}")
     return out_dir / "model"

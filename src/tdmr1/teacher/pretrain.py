@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,17 +20,19 @@ from tdmr1.models.embedded import BackboneConfig, EmbeddedT2I
 from tdmr1.models.tokenizer import WordTokenizer
 from tdmr1.pipelines.generate import generate_images
 from tdmr1.training.ema import EMA
+from tdmr1.training.loop import out_of_time, start_run, stops_cleanly, write_config
 from tdmr1.training.progress import RunLogger
 from tdmr1.training.rng import RunRNG, global_rng_untouched
-from tdmr1.training.state import load_training_state, prepare_run_dir, save_training_state
-from tdmr1.training.stops import check_finite, interrupted
+from tdmr1.training.run_config import RunConfig
+from tdmr1.training.state import load_training_state, save_training_state
+from tdmr1.training.stops import check_finite
 from tdmr1.utils.grid import save_grid
 from tdmr1.worlds import get_world
 
 
 @dataclass
-class PretrainConfig:
-    """Teacher pretraining (flow matching with caption dropout for CFG, logit-normal t, EMA)."""
+class PretrainSettings:
+    """What teacher pretraining learns and how (flow matching with caption dropout for CFG, logit-normal t, EMA)."""
 
     world: str = option("shapes", "embedded world whose captioned images are the training data")
     backbone: BackboneConfig = option(factory=BackboneConfig, doc="denoiser and text encoder shape")
@@ -46,10 +47,12 @@ class PretrainConfig:
     t_mean: float = option(0.0, "logit-normal timestep mean")
     t_std: float = option(1.0, "logit-normal timestep std")
     ema_decay: float = option(0.999, "EMA decay of the exported weights")
-    seed: int = option(0, "seed of data, noise and init")
-    threads: int = option(0, "torch CPU threads (0 = torch default)")
-    device: str = option("auto", "auto (CUDA when present), cpu or cuda[:i]")
-    max_minutes: float | None = option(None, "stop (cleanly, with a checkpoint) after this wall time")
+
+
+@dataclass
+class PretrainConfig(RunConfig, PretrainSettings):
+    """Teacher pretraining: its settings, the run options, then how often it logs, saves and samples."""
+
     log_every: int = option(20, "TensorBoard scalars every N steps")
     checkpoint_every: int = option(250, "resumable state + exported EMA model every N steps")
     snapshot_every: int = option(1000, "keep an EMA snapshot every N steps (for learning curves; 0 = off)")
@@ -102,9 +105,7 @@ def flow_matching_loss(
 def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = True, quiet: bool = False) -> Path:
     """Train a teacher into ``out_dir``; returns the folder of the exported EMA model (``out_dir/model``)."""
     out_dir = Path(out_dir)
-    has_state = prepare_run_dir(out_dir, resume, to_dict(cfg))
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    has_state = start_run(cfg, out_dir, resume)
     world = get_world(cfg.world)
     device = resolve_device(cfg.device)
     with global_rng_untouched(device):
@@ -117,7 +118,7 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = True, quie
     step = 0
     if has_state:
         step, _ = load_training_state(out_dir, modules, {"opt": opt})
-    (out_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    write_config(out_dir, cfg)
     grid_prompts = world.grid_prompts()
     grid_seeds = list(range(len(grid_prompts)))
     log = RunLogger(out_dir, total=cfg.steps, start=step, desc=f"pretrain {cfg.world}", quiet=quiet)
@@ -128,10 +129,9 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = True, quie
         ema.model.save(out_dir / "model")
         save_training_state(out_dir, step, modules, {"opt": opt})
 
-    try:
+    with stops_cleanly(log, "pretrain", "step", lambda: step, cfg.checkpoint_every):
         while step < cfg.steps:
-            if cfg.max_minutes is not None and time.time() - t_start > 60 * cfg.max_minutes:
-                log.info(f"time budget of {cfg.max_minutes} min reached at step {step}")
+            if out_of_time(cfg, t_start, log, f"step {step}"):
                 save()
                 break
             images, captions = world.training_batch(rng.numpy, cfg.batch_size)
@@ -158,9 +158,5 @@ def pretrain(cfg: PretrainConfig, out_dir: str | Path, resume: bool = True, quie
                 imgs = generate_images(ema.model, grid_prompts, grid_seeds, cfg.sampling)
                 save_grid(imgs, out_dir / "samples" / f"step_{step:06d}.png", labels=grid_prompts)
                 log.image("samples", imgs, step)
-    except KeyboardInterrupt:
-        raise interrupted("pretrain", "step", step, cfg.checkpoint_every) from None
-    finally:
-        log.close()
     log.info(f"trained to step {step} in {time.time() - t_start:.0f} s; EMA model at {out_dir / 'model'}")
     return out_dir / "model"
