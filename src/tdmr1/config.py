@@ -1,10 +1,6 @@
-"""Typed configs: YAML files mapped onto documented dataclasses, with validation and CLI overrides.
-
-Every config is a (nested) dataclass whose fields are declared with :func:`option`, which records a
-one-line description. ``load_config(Cls, path, ["train.lr=1e-4"])`` reads YAML, applies dotted
-overrides and returns a validated instance; an unknown key or a wrong type raises ConfigError naming
-the key, e.g. ``unknown key 'train.lrr' (known: lr, batch_size, ...)``.
-"""
+"""Typed configs: YAML files mapped onto documented dataclasses (fields declared with :func:`option`), validated,
+with dotted overrides: ``load_config(Cls, path, ["train.lr=1e-4"])``; an unknown key or a wrong type is a
+ConfigError naming the key."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""``manifest.json``: what a sampled image folder holds (written by ``sample``/``eval`` before the images).
-
-It lists every prompt with the seeds of its images, so that ``score`` can tell the images that belong
-to the run from files left over by another one, and ``compare`` can check that two folders hold the
-same prompts and seeds pair by pair. A GenEval layout from elsewhere has no manifest; it is scored as
-it is (and ``compare`` then checks prompts only)."""
+"""``manifest.json``: the prompts and per-image seeds of a sampled folder, written before the images, so that
+``score`` ignores files of another run and ``compare`` checks two folders pair by pair."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""The reward protocol shared by every reward (checker, OCR, human feedback, remote, weighted sums).
-
-A reward is a callable ``(images, prompts, metadata) -> RewardOutput`` where ``images`` is a uint8
-array of shape [N, H, W, 3] (NHWC, RGB), ``prompts`` a list of N strings and ``metadata`` a list of N
-dicts (GenEval-style metadata, or just ``{"prompt": ...}``). Scores are float32 [N]; ``info`` holds
-per-image extras (lists of length N) such as a binary ``correct`` or a human-readable ``reason``.
-Rewards are black boxes: they are never differentiated.
-"""
+"""The black-box reward protocol every world and reward implements: ``(images uint8 [N, H, W, 3] RGB, prompts,
+metadata) -> RewardOutput`` (float32 scores [N], per-image ``info`` lists such as ``correct``); never differentiated."""
 
 from __future__ import annotations
 

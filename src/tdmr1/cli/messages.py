@@ -1,10 +1,5 @@
-"""User-facing error and warning lines on stderr (always ONE physical line, never rich markup), and the
-help text of the options several commands share.
-
-Rich consoles wrap at 80 columns when stderr is not a terminal and read ``[ocr]`` as a style tag;
-these helpers print the message as plain text with wrapping off (only the ``error:`` / ``warning:``
-label is styled, and only on a terminal).
-"""
+"""User-facing error and warning lines on stderr: always ONE physical line, never rich markup (no wrapping at
+80 columns, no ``[ocr]`` read as a style tag); and the help text of options several commands share."""
 
 from __future__ import annotations
 

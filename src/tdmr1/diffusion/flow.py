@@ -1,10 +1,6 @@
-"""Rectified-flow maths: noising, x0/eps/velocity conversions, the bridge kernel, time shift, schedules.
-
-Convention (docs/METHOD.md section 2): ``x_s = (1 - s) x0 + s eps`` with ``s`` in [0, 1] (``t = 1000 s``);
-networks predict the velocity ``v = eps - x0``. Wherever a noise level ``s`` is accepted it may be a python
-float, a 0-dim tensor, or a tensor of shape ``[N]`` that is broadcast over the trailing dims of ``x``
-(see :func:`expand_like`). Everything here is a small pure function on torch tensors.
-"""
+"""Rectified-flow maths as small pure functions: noising, x0/eps/velocity conversions, the bridge kernel, time
+shift, schedules, level draws. ``x_s = (1 - s) x0 + s eps``, ``v = eps - x0`` (docs/METHOD.md sec. 2); a level
+``s`` is a float, a 0-dim tensor or an ``[N]`` tensor broadcast over ``x`` (:func:`expand_like`)."""
 
 from __future__ import annotations
 

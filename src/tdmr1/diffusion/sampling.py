@@ -1,10 +1,6 @@
-"""Deterministic K-step samplers (Euler / DDIM eta=0, 2nd-order DPM-Solver++) returning whole trajectories.
-
-The samplers take any velocity function ``(x [N, ...], s [N]) -> v`` (rectified-flow convention of
-:mod:`tdmr1.diffusion.flow`: ``x_s = (1-s) x0 + s eps``, ``v = eps - x0``), so the same code drives the embedded
-models and diffusers transformers (wrap those to take ``s`` and return the velocity). Run them under
-``torch.no_grad()`` for rollouts; nothing here touches autograd or global RNG state.
-"""
+"""Deterministic K-step samplers (Euler / DDIM eta=0, 2nd-order DPM-Solver++) on any velocity function
+``(x, s) -> v`` of the flow convention, returning whole trajectories (no autograd, no global RNG), and
+``SamplingConfig``, how a model is sampled."""
 
 from __future__ import annotations
 

@@ -1,13 +1,6 @@
 """`tdmr1 eval --model DIR` on a scale-path backbone: sample prompts with the few-step generator, score the
-images with a reward, write the same JSON keys as the embedded ``eval`` where they apply.
-
-The reward is any reward spec (:func:`tdmr1.rewards.registry.make_reward`: a registered name, a world's own,
-``module:attr`` / ``file.py:attr``, ``http://host:port``, a weighted mapping) or, without one, the world's
-own reward (then the images must be the world's size and the metadata the world's). Scoring reuses
-:func:`tdmr1.eval.scoring.score_folder` (manifest checks, problems, per-tag table) through
-:class:`RewardJudge`, a world-shaped wrapper around the reward: metadata is passed to the reward as written
-and an image counts as ``correct`` when the reward says so (``info["correct"]``) or its score is >= 1.
-"""
+images with any reward spec (default: the world's own) through ``score_folder``, write the embedded ``eval``'s
+JSON keys where they apply (docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

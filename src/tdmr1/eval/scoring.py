@@ -1,14 +1,5 @@
-"""Score a GenEval-layout image folder with a world's reward: per-image rows, per-tag accuracy, problems.
-
-Rules (as GenEval): per tag accuracy = fraction of correct images; ``overall`` = unweighted mean of the
-tag accuracies (tags with at least one scored image). Anything that cannot be scored is listed under
-``problems`` with its path and is left out of the accuracies (check that it is empty before trusting
-the numbers): missing/malformed ``metadata.jsonl``, unknown tag or vocabulary, missing samples,
-unreadable images, images of the wrong size, and images whose mode cannot be turned into RGB without
-changing a pixel. Harmless conversions are done: grayscale (``L``, ``1``) and palette (``P``) images
-become RGB exactly, and ``RGBA``/``LA``/``PA`` images are accepted when every alpha value is 255 (the
-alpha channel is then dropped). Anything else (transparency, 16-bit or float modes, CMYK) is a problem.
-"""
+"""Score a GenEval-layout image folder with a world's reward: per-image rows, per-tag accuracy by GenEval's rules,
+and the ``problems`` left out of the numbers (which they are: docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

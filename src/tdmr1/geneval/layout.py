@@ -1,15 +1,5 @@
-"""GenEval's file formats: prompt files (metadata JSONL or plain text) and the image folder layout.
-
-Layout (as GenEval's ``generation`` scripts write it)::
-
-    <out>/00000/metadata.jsonl      # one JSON line: the prompt's metadata
-    <out>/00000/samples/0000.png    # the images of that prompt
-    <out>/00000/samples/0001.png
-    <out>/00001/...
-
-Prompt files: each non-blank line is either a JSON object ``{"tag", "include", "exclude"?, "prompt"}``
-exactly like GenEval's ``evaluation_metadata.jsonl`` or a plain-text prompt (-> ``{"prompt": line}``).
-"""
+"""GenEval's file formats: prompt files (metadata JSONL or plain text, one prompt a line) and the image folder
+layout ``<out>/00000/metadata.jsonl`` + ``<out>/00000/samples/0000.png`` (docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

@@ -1,34 +1,6 @@
-"""GenEval's scoring rules on detected objects: relative position, binary ``correct``, partial ``score``.
-
-One implementation for every detector: the embedded ShapesEval checker (``tdmr1.worlds.shapes.checker``,
-objects ordered by area, largest first) and the detector-based reward on real images
-(``tdmr1.rewards.geneval_det``, objects ordered by detector confidence). This reproduces ``evaluate`` of
-GenEval's ``evaluate_images.py`` on objects already thresholded and ordered by the caller:
-
-- include clauses are AND-ed; each takes the top ``count`` objects of its class and fails when fewer
-  are found ("expected circle>=2, found 1");
-- ``color``: the top ``count`` objects must all have that colour;
-- ``position`` ``[rel, i]`` (checked only when the clause matched so far): every one of its top
-  objects must stand in relation ``rel`` to every object of include clause ``i``'s matched group;
-  when clause ``i`` did not match there is no target and the clause fails;
-- exclude clauses fail when the class has ``>= count`` objects.
-
-Partial credit ``score`` (training reward) = mean of these terms (each in [0, 1]):
-
-- one *count* term per include clause: ``1 - d / n_req`` clipped to [0, 1], where ``n_found`` is the
-  number of detected objects of the class, ``u`` the upper bound implied by exclude clauses of the same
-  class (``min(count) - 1``, infinite when there is none; these excludes are absorbed into the term)
-  and ``d = max(0, n_req - n_found, n_found - u)``. For counting prompts (include N, exclude N + 1) this
-  is exactly ``1 - |N - n_found| / N``; for plain includes only a shortfall costs;
-- one *colour* term per include clause with ``color``: the fraction of the ``n_req`` requested objects
-  (the top ones found; missing ones count as wrong) that have the colour;
-- one *position* term per include clause with ``position``: 1 when both this clause and its target
-  clause found enough objects and every pair stands in the relation, else 0 (colours are judged by
-  their own terms, so a colour miss does not also zero the position term);
-- one term per exclude clause whose class no include clause names: 1 if ``n_found < count`` else 0.
-
-With these definitions ``score == 1`` exactly when ``correct`` is true.
-"""
+"""GenEval's scoring rules on detected objects (``evaluate`` of GenEval's ``evaluate_images.py``): the binary
+``correct`` and a partial-credit ``score`` (1 exactly when correct), shared by the ShapesEval checker and the
+detector reward on real images (the rules: docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

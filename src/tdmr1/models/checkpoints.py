@@ -1,12 +1,5 @@
-"""Where checkpoint folders are: paths given by the user, paths recorded inside a checkpoint, shipped models.
-
-The shipped models are named ``checkpoints/<world>/<name>`` (``teacher``, ``tdm4``, ``r1``). That name
-works from any working directory: it is looked up in the installed package (the wheel carries them under
-``tdmr1/checkpoints/``) or, in a source checkout, in the repository's ``checkpoints/`` folder.
-
-A path recorded inside a checkpoint (a student's ``teacher``) is resolved against that checkpoint's
-folder first, so a folder of checkpoints can be moved or installed anywhere.
-"""
+"""Where checkpoint folders are: user paths, paths recorded inside a checkpoint (resolved against its own folder
+first) and the shipped models ``checkpoints/<world>/<name>``, found from any folder (docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

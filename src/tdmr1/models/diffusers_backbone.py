@@ -1,30 +1,6 @@
-"""Scale-path backbones: SD3.5 (``SD3Transformer2DModel`` + CLIP/CLIP/T5 + VAE) and Z-Image
-(``ZImageTransformer2DModel`` + Qwen3 + VAE) from a local diffusers pipeline folder, behind the same
-interface as the embedded model, so that :class:`tdmr1.tdm.system.FewStepSystem`, the roles and the
-losses run unchanged:
-
-- ``forward(x, s, text) -> v``: velocity in the project's convention (:mod:`tdmr1.diffusion.flow`):
-  ``x_s = (1 - s) x0 + s eps``, ``v = eps - x0``, ``s`` in [0, 1] per sample. ``x`` are *latents*
-  ``[N, C, h, w]`` (the VAE's scaled/shifted space, the space the pipelines integrate in).
-- ``encode_prompts(prompts) -> text``: a 2-tuple of tensors indexable by sample (the trainer slices
-  ``text[0][idx], text[1][idx]`` and expands the unconditional row). Cached per prompt (CPU); once the
-  prompts are cached the text encoders can leave the accelerator (:meth:`offload_text_encoders`).
-- ``denoiser``: the diffusers transformer (peft adapters = roles go here).
-- ``image_shape``: the latent shape ``(C, h, w)``; ``decode(latents)`` -> pixels in [-1, 1] and
-  ``images_uint8(latents)`` -> NHWC uint8 for the reward.
-- ``sigmas`` / ``solver``: the explicit few-step schedule of the released weights (never derived from a
-  diffusers ``num_inference_steps``; see :data:`SCHEDULES`), ``default_lora_targets``: the authors'.
-
-Conventions of the two transformers, checked against the installed pipelines in the tests:
-
-- SD3: ``transformer(x, timestep=1000 s, encoder_hidden_states, pooled_projections)`` returns
-  ``eps - x0`` already (``FlowMatchEulerDiscreteScheduler.step``: ``x + (s' - s) out``). Text: CLIP-L and
-  CLIP-G penultimate states (77 tokens) concatenated, zero-padded to T5's width and stacked with the T5
-  states (``max_sequence_length`` tokens; the authors use 128), pooled = both CLIP projections.
-- Z-Image: ``transformer([x as C,1,h,w], t = 1 - s, [unpadded caption features])`` returns
-  ``x0 - eps``; the pipeline negates it, so ``v = -out`` here. Text = Qwen3 ``hidden_states[-2]`` after
-  the chat template, unpadded; stored padded with a boolean mask and unpadded again in ``forward``.
-"""
+"""Scale-path backbones, SD3.5 and Z-Image from a local diffusers pipeline folder, behind the embedded model's
+interface (``forward(x, s, text) -> v`` on latents, ``encode_prompts``, ``denoiser``, ``sigmas``), so the few-step
+system runs them unchanged (the interface and both models' conventions: docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

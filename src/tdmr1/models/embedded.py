@@ -1,9 +1,5 @@
-"""The embedded text-to-image model: a pixel-space diffusers UNet denoiser + a tiny BERT text encoder.
-
-Images live in [-1, 1] pixel space (no VAE). The denoiser predicts the rectified-flow velocity
-v = eps - x0 at noise level s in [0, 1] (diffusers timestep t = 1000 s). Checkpoints are a folder
-with ``config.json`` and ``model.safetensors`` (denoiser.* and text_encoder.* tensors).
-"""
+"""The embedded text-to-image model: a pixel-space diffusers UNet (no VAE, images in [-1, 1]) that predicts the
+flow velocity, and a tiny BERT text encoder; a checkpoint is ``config.json`` + ``model.safetensors``."""
 
 from __future__ import annotations
 

@@ -1,12 +1,5 @@
-"""A before-the-run estimate of one process's accelerator memory for TDM-R1 on SD3.5-M or Z-Image: exact
-weight, LoRA, gradient, EMA and AdamW sizes (models built on the meta device) plus a formula for activations.
-
-Activations are the uncertain part: per image, transformer layer and token the backward keeps about
-:data:`ACT_BYTES` bytes x hidden width (bf16, frozen base under LoRA: no inputs of frozen linears are saved,
-norms / GELU / attention outputs are; SDPA keeps no score matrix), or, with per-block checkpointing, the
-block input (:data:`CKPT_BYTES` x hidden) per layer plus one layer's full set. Measured peaks come from
-``benchmarks/bench_scale_iteration.py`` on a GPU; expect the activation line to be right within ~2x.
-"""
+"""A before-the-run estimate of one process's accelerator memory for TDM-R1 on SD3.5-M or Z-Image: exact weight,
+LoRA, gradient, EMA and AdamW sizes plus a formula for activations (its assumptions: docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

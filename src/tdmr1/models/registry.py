@@ -1,15 +1,6 @@
-"""``load_backbone``: one entry point for every backbone, dispatching on a local path's contents.
-
-- a folder with ``config.json`` of format ``tdmr1-embedded-v1`` (teacher, or an exported student): the
-  embedded pixel model (:class:`tdmr1.models.embedded.EmbeddedT2I`);
-- a diffusers pipeline folder (``model_index.json``): ``StableDiffusion3Pipeline`` -> SD3 backbone,
-  ``ZImagePipeline`` -> Z-Image backbone (:mod:`tdmr1.models.diffusers_backbone`).
-
-Nothing is ever downloaded: a hub id or a missing folder is a one-line CheckpointError, and so is a
-pipeline of another class than the ``kind`` asked for. The helpers :func:`schedule_of` and
-:func:`images_of` give the trainer the backbone's explicit few-step schedule and reward images without
-knowing which backbone it runs.
-"""
+"""``load_backbone``: one entry point for every backbone, dispatching on a local folder's contents (an embedded
+checkpoint, an SD3 or a Z-Image pipeline; nothing is downloaded), and the schedule and reward images of any
+backbone (``schedule_of``, ``images_of``)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""Tiny randomly initialised SD3 and Z-Image pipelines of the real diffusers / transformers classes, built
-offline (no hub access): a CLIP BPE tokenizer from a locally written byte-level vocabulary, WordLevel fast
-tokenizers for T5 and Qwen3 (with a chat template), and small configs. They exercise the whole scale
-path (folder loading, prompt encoding, velocity conventions, VAE decode, LoRA roles) on a CPU in
-seconds: ``python -m tdmr1.models.tiny sd3 /tmp/tiny_sd3`` writes a pipeline folder that
-``tdmr1 train --backbone sd3 --model /tmp/tiny_sd3`` (and ``load_backbone``) accept.
-"""
+"""Tiny random SD3 and Z-Image pipelines of the real diffusers classes, built offline, to run the whole scale path
+on a CPU: ``python -m tdmr1.models.tiny sd3 /tmp/tiny_sd3`` writes a folder ``tdmr1 train --model`` accepts."""
 
 from __future__ import annotations
 

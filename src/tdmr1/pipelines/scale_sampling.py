@@ -1,20 +1,6 @@
-"""Few-step sampling on a scale-path backbone (SD3.5, Z-Image) for `tdmr1 sample|eval --model DIR`.
-
-:func:`load_scale_generator` loads a local diffusers pipeline folder (:func:`tdmr1.models.registry.load_backbone`:
-nothing is downloaded; a missing folder or a pipeline of another class is a one-line error) and, optionally,
-a generator adapter into a LoRA role:
-
-- a ``tdmr1 train`` export folder (``config.json`` of format ``tdmr1-adapter-v1`` + ``adapter.safetensors``):
-  its LoRA shape, schedule (sigmas, solver) and resolution are used;
-- a named peft ``.safetensors`` (next to such a ``config.json``, or alone: then the backbone's authors'
-  targets, the rank read from the file and alpha = 2 x rank, the authors' ratio);
-- the authors' order-only ``.ckpt`` (e.g. ``tdm_sd3-5_lora.ckpt``; preset ``sd3-authors`` / ``zimage-authors``,
-  r32 / alpha64; count and every shape checked).
-
-Without an adapter the base model runs the same few-step schedule. :func:`sample_scale_to_folder` samples
-with per-image seeds (image j of prompt i: ``seed + i * M + j``, as the embedded ``sample``; the noise of an
-image does not depend on the batch size) into GenEval's folder layout with a ``manifest.json``.
-"""
+"""Few-step sampling on a scale-path backbone for `tdmr1 sample|eval --model DIR`: a local pipeline folder and,
+optionally, a generator adapter (a train export, a named .safetensors or the authors' .ckpt), sampled with
+per-image seeds into GenEval's layout (docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

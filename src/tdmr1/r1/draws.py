@@ -1,11 +1,6 @@
-"""Random draws of TDM-R1, shared by each prompt group: which trajectory state a surrogate sample comes
-from, the noise level it is diffused to, and its noise image. Every draw takes the caller's
-``torch.Generator`` so that a run owns its randomness (exact resume, diagnostics that do not perturb it).
-
-Levels are drawn uniformly in the schedule's pre-shift space ``u`` (``s = time_shift(u)``), as the
-authors do, between a lower bound that keeps ``tau`` a margin above the state's own level ``s_k`` (the
-bridge coefficient b -> 0 there and the velocity target blows up) and an upper bound ``t_max``.
-"""
+"""TDM-R1's random draws, shared by each prompt group: the trajectory state of a surrogate sample, its noise level
+(uniform in pre-shift space, a margin above the state's own level), its noise image, the reward direction's
+point; every draw from the caller's ``torch.Generator`` (docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,6 @@
-"""TDM-R1 losses (docs/METHOD.md) as pure functions: group advantages, the per-step surrogate target,
-the group Bradley-Terry surrogate loss with its clips (implicit, the paper's; explicit, a labelled
-variant), the generator's reward directions and its three-term loss.
-
-Shapes: images [N, C, H, W]; per-sample values [N]; ``group`` [N] holds each sample's prompt-group id.
-Several processes: a ``group_reduce`` (``tdmr1.training.distributed.mean_over_ranks``) turns the group
-means of this rank's share of each group into the whole group's (values of the other ranks, gradient of
-this rank's rows); None = one process.
-"""
+"""TDM-R1 losses as pure functions (docs/METHOD.md): group advantages, the per-step surrogate target, the group
+Bradley-Terry surrogate losses, the generator's reward directions and its three-term loss. ``group_reduce``
+(several processes) makes a group mean the whole group's."""
 
 from __future__ import annotations
 

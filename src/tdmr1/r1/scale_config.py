@@ -1,13 +1,5 @@
-"""TDM-R1 on a scale-path backbone: :class:`RLConfig` plus where the backbone comes from, how the iteration's
-images spread over processes and how the models fit in memory (``configs/scale/*.yaml``; every field is
-listed by ``tdmr1 config show train``).
-
-`tdmr1 train` reads them: the extra fields are ``backbone`` (a :class:`tdmr1.models.registry.BackboneSpec`),
-``init_lora`` (the authors' TDM LoRA, loaded into the generator role, or a named adapter ``.safetensors``),
-``prompts`` (a prompt file for worlds without their own pool), ``per_device_batch`` (micro-batch per
-process: the one source of the batch layout, :meth:`ScaleRLConfig.layout`, for any number of processes)
-and the memory switches ``gradient_checkpointing``, ``cache_prompts`` and ``base_dtype``.
-"""
+"""TDM-R1 on a scale-path backbone (``configs/scale/*.yaml``): :class:`RLConfig` plus the backbone, the
+generator's initial LoRA, a prompt file, the per-process micro-batch and the memory switches (docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

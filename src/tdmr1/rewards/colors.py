@@ -1,22 +1,5 @@
-"""A simple colour namer for detected objects: GenEval's ten colour names from the pixels' hue.
-
-Used by the detector-based GenEval reward (``tdmr1.rewards.geneval_det``) when the detector gives no
-colour of its own. GenEval itself names colours with CLIP ViT-L/14 (zero-shot over "a photo of a {c}
-{class}" on the object's crop, background outside the mask greyed); this rule is much weaker: it sees only
-the pixels' hue, saturation and value, not the object, its shading or its material, and it fails on
-textured, multi-coloured or strongly lit objects. Prefer a detector (or server) that returns ``color``.
-
-Rule, per pixel (HSV from ``matplotlib.colors.rgb_to_hsv``, h in degrees, s and v in [0, 1]):
-
-- ``v < 0.2`` -> black; ``s < 0.2`` (grey) -> white when ``v >= 0.5``, else black;
-- else by hue: [345, 15) red, [15, 45) orange, [45, 70) yellow, [70, 170) green, [170, 260) blue,
-  [260, 300) purple, [300, 345) pink; then dark warm pixels are brown (red with ``v < 0.45``, orange or
-  yellow with ``v < 0.6``) and light, pale reds are pink (``s < 0.5`` and ``v > 0.7``).
-
-The object's colour is the most frequent pixel colour (ties: GenEval's order) over its mask when the
-detector gives one, else over the central half of its box (the middle 50 % of width and height, so
-that less background counts).
-"""
+"""A simple colour namer for detected objects: GenEval's ten colour names from the pixels' hue, much weaker than
+GenEval's CLIP classifier (prefer a detector that returns ``color``; the rule: docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

@@ -1,29 +1,5 @@
-"""Object detectors for the GenEval reward on real images: the protocol, its parser and the loaders.
-
-A detector is anything that maps a batch of images to the objects in each::
-
-    detector(images: uint8 [N, H, W, 3] RGB) -> N lists of objects, each a mapping
-        {"label": str,                  # the class name the metadata uses (GenEval: COCO names, "dog")
-         "score": float,                # confidence in [0, 1]
-         "box": [x0, y0, x1, y1],       # pixels, x to the right, y down (x1 > x0, y1 > y0)
-         "mask": bool/uint8 [H, W],     # optional: the object's pixels (nonzero = object)
-         "color": str}                  # optional: the object's colour name (GenEval's ten, e.g. "red")
-
-``load_detector(spec)`` accepts a callable, ``module:attr`` / ``path/to/file.py:attr`` (a function used as
-is, or a class instantiated without arguments) or ``http(s)://host:port``: a detector server that
-answers ``POST /v1/detect`` with JSON::
-
-    request:  {"images": ["<base64 PNG>", ...]}               # RGB, any size
-    answer:   {"detections": [[{"label": ..., "score": ..., "box": [...],
-                                "mask": "<base64 PNG, optional>", "color": "<optional>"}, ...], ...]}
-
-(a mask travels as a one-channel PNG of the image's size, nonzero = object). Errors: any non-200 answer;
-``{"error": "..."}`` bodies are quoted. A dropped connection, a timeout, 429 and 502-504 are retried
-(``retries`` times, exponential backoff from ``backoff_s``) like the reward client (``rewards.remote``);
-the token, if any (default ``$TDMR1_DETECTOR_TOKEN``), is sent as ``Authorization: Bearer <token>``.
-Images go to the detector as the reward got them: a uint8 array [N, H, W, 3], or a list of [H, W, 3]
-arrays when their sizes differ.
-"""
+"""Object detectors for the GenEval reward on real images: the detector protocol, its parser, and loaders for a
+callable, ``module:attr`` / ``file.py:attr`` or an HTTP detector server (the protocol: docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

@@ -1,25 +1,5 @@
-"""GenEval's rules on a detector you supply (``geneval-det``): counting, colours, position, two objects.
-
-GenEval (``evaluate_images.py``) runs Mask2Former on each image, keeps per class the detections with
-confidence ``> 0.3`` (``> 0.9`` for prompts tagged ``counting``), at most 16 per class, most confident
-first, with no box suppression (``max_overlap`` 1.0), names the colour of the objects a clause needs with
-CLIP, and applies its rules to the prompt's metadata. This reward does the same with any detector
-(``tdmr1.rewards.detectors``: a Python callable, ``module:attr`` or an ``http://`` detector server) and
-with the one rule implementation the embedded ShapesEval checker uses (``tdmr1.geneval.rules.evaluate``:
-include clauses AND-ed on the top ``count`` objects of each class, colour, ``position`` with GenEval's
-0.1 margin, exclude clauses; plus the partial-credit ``score`` that trains, ``score == 1`` exactly when
-``correct``).
-
-Colours: ``color="auto"`` (default) takes the detector's ``color`` when it gives one and otherwise the hue
-rule of ``tdmr1.rewards.colors`` on the object's mask (or its box centre), which is much weaker than
-GenEval's CLIP colour classifier; ``"detector"`` requires the detector's colours (RewardError when one is
-missing for a colour clause); ``"hue"`` always uses the hue rule.
-
-Metadata must be GenEval's (``{"tag", "include": [{"class", "count", "color"?, "position"?}],
-"exclude"?, "prompt"}``); class names are whatever the detector's labels are (GenEval: the 80 COCO
-names, e.g. ``"traffic light"``). Scores are the partial-credit score (float32); ``info`` holds
-``correct`` (GenEval's binary verdict), ``reason`` and ``detections`` (the kept objects per image).
-"""
+"""GenEval's rules on a detector you supply (``geneval-det``): GenEval's selection of detections, colours from the
+detector or a hue rule, the shared rules of ``tdmr1.geneval.rules`` (details: docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""One JSON POST with bounded retries and backoff, shared by the remote reward client (``remote.py``) and
-the HTTP detector (``detectors.py``): retries on a timeout, a dropped connection or HTTP 429/502/503/504,
-fails at once (one-line ``RewardError`` with the server's reason) on any other error status or on a body
-that is not JSON."""
+"""One JSON POST with bounded retries and backoff (timeouts, dropped connections, HTTP 429/502/503/504), shared by
+the remote reward client and the HTTP detector; any other failure is a one-line ``RewardError``."""
 
 from __future__ import annotations
 

@@ -1,17 +1,5 @@
-"""RL from a person's likes (``reward: likes``): a web page shows each rollout group, the person clicks
-like / dislike (keys too), and each like is reward 1, each dislike 0.
-
-- ``LikesStore``: SQLite, one row per image (run, iteration, prompt, image hash, label, time), written
-  the moment a label arrives, so a crash loses nothing; a resumed run (same images, same prompts) reuses
-  the labels it finds instead of asking again.
-- ``LikesSession``: the batch the trainer waits on, shared by the trainer thread and the web app.
-- ``create_likes_app``: the FastAPI page and its JSON endpoints. Bound to 127.0.0.1 by default; on any
-  other address an access token is required (a random one unless given), printed with the page URL.
-- ``LikesReward``: the reward. It blocks until every image of the batch has a label (the page says how
-  many are still needed). With ``replay: true`` it never asks: it answers from the stored labels and
-  raises a one-line RewardError for an image it has no label for, so a run is reproduced without the
-  person.
-"""
+"""RL from a person's likes (``reward: likes``): a web page shows each rollout group, a like is reward 1 and a
+dislike 0; labels are stored in SQLite at once and can replay a run without the person (docs/DESIGN_NOTES.md)."""
 
 import hmac
 import re

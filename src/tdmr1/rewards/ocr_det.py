@@ -1,30 +1,5 @@
-"""OCR reward for real images (``ocr-det``): rapidocr text detection + recognition, the project's text metric.
-
-The authors' OCR reward (Flow-GRPO's lineage): run an OCR engine *with text detection* on the whole
-generated image, join the recognised lines, and score ``1 - edit distance / len(target)`` against the
-text quoted in the prompt. Here:
-
-- engine: ``rapidocr`` (PP-OCR, ONNX, CPU) with its detector ``PP-OCRv6_det_small.onnx`` and recogniser
-  ``PP-OCRv6_rec_small.onnx``, both bundled inside the ``rapidocr`` wheel and passed as explicit paths, so
-  nothing is ever downloaded; the angle classifier (``ch_ppocr_mobile_v2.0_cls_mobile.onnx``, bundled
-  too) is off by default, as in the authors' code (``cls=False``), and on with ``use_cls=True``;
-- detection resizes like PaddleOCR's default (``limit_type="max"``, ``limit_side_len=960``): images up to
-  960 px are read at their own size, larger ones are shrunk to 960 px on their longer side;
-- lines whose recognition confidence is below rapidocr's ``text_score`` (0.5, PaddleOCR's ``drop_score``)
-  are dropped; the rest are joined in rapidocr's reading order (top to bottom, left to right);
-- target: ``metadata["text"]`` when given, else the text between the first pair of double quotes of the
-  prompt (straight ``"..."`` or typographic ``“...”``); any characters, not only the glyphs world's A-Z;
-- score: ``tdmr1.worlds.glyphs.metric.text_accuracy`` on both texts normalised alike (upper-cased, every
-  whitespace removed): 1 if the target is a substring of what was read, else ``max(0, 1 - lev / len)``.
-  An image where nothing is detected reads ``""`` and scores 0. ``info``: ``correct`` (exact match of
-  the normalised texts), ``pred`` (normalised text read), ``text`` (raw lines joined by spaces),
-  ``reason``.
-
-Images: a uint8 array [N, H, W, 3] (RGB), or a list of uint8 [H, W, 3] arrays of *different* sizes (each
-image is detected and read on its own, so mixed sizes are fine); anything else is a one-line DataError.
-The glyphs world's ``ocr`` reward stays recognition-only on its 32 x 128 canvas: use ``ocr-det`` for
-decoded 512-1024 px images.
-"""
+"""OCR reward for real images (``ocr-det``), as the authors' OCR reward: rapidocr text detection and recognition
+on the whole image, scored against the prompt's quoted text with the glyphs metric (docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

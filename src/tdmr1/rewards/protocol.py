@@ -1,19 +1,5 @@
-"""The reward wire protocol (JSON, images as base64 PNG; never pickle) and image hashing.
-
-``POST /v1/score`` request::
-
-    {"reward": "shapes",                  # optional: the server's default reward when absent
-     "prompts": ["a red circle", ...],    # N strings
-     "images": ["iVBORw0KGgo...", ...],   # N base64 PNGs (RGB, the server world's H x W)
-     "metadata": [{...}, ...]}            # optional: N JSON objects (default {"prompt": p})
-
-Answer ``200``::
-
-    {"reward": "shapes", "scores": [1.0, 0.0, ...], "info": {"correct": [true, false, ...], ...}}
-
-Errors answer ``4xx`` / ``500`` with ``{"error": "<one-line reason>"}``. ``GET /health`` answers
-``{"status": "ok", "protocol": 1, "rewards": [...], "default": ..., "image_size": [H, W], "limits": {...}}``.
-"""
+"""The reward wire protocol (``POST /v1/score``, ``GET /health``: JSON, images as base64 PNG, never pickle) and
+image hashing (requests and answers: docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

@@ -1,23 +1,5 @@
-"""Reward specs -> rewards, so configs and the CLI can pick a reward by name, URL or weighted mapping.
-
-A spec (``RLConfig.reward``) is one of
-
-- ``None``: the world's own reward;
-- a world name (``shapes``, ``glyphs``) or ``ocr`` (GlyphsEval's OCR reward): that world's reward
-  (one source of truth: ``World.make_reward``, nothing duplicated here);
-- ``http://host:port``: a reward served by ``tdmr1 serve-reward`` (``rewards.remote``);
-- ``likes``: a person's like / dislike in a web page (``rewards.likes``);
-- ``ocr-det``: OCR with text detection for real (512-1024 px) images (``rewards.ocr_det``), options
-  ``threads``, ``use_cls``, ``limit_side``;
-- ``geneval-det``: GenEval's rules on your detector (``rewards.geneval_det``); needs the option ``detector``
-  (``module:attr``, ``file.py:attr`` or ``http://host:port``), e.g. ``{geneval-det: {detector: det.py:detect}}``,
-  and takes ``threshold``, ``counting_threshold``, ``max_objects``, ``nms_threshold``, ``color`` and, for an
-  http detector, ``timeout_s``, ``retries``, ``backoff_s``, ``batch_size``, ``token``;
-- ``module:attr`` or ``path/to/file.py:attr``: a reward class or factory of your own;
-- a mapping ``{spec: weight}`` (a weighted sum, each part logged) where a value may also be a mapping
-  of options, e.g. ``{http://host:port: {weight: 0.5, timeout_s: 30, retries: 2}}`` or
-  ``{likes: {replay: true}}``. A one-entry mapping with weight 1 is just that reward, with its options.
-"""
+"""Reward specs -> rewards, for configs and the CLI: a world's own, a registered name, ``http://host:port``,
+``likes``, ``ocr-det``, ``geneval-det``, ``module:attr`` or a weighted mapping of them (docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

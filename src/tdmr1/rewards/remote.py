@@ -1,14 +1,5 @@
-"""A reward served by another process or machine (``reward: http://host:port``), and its score cache.
-
-``RemoteReward`` sends batches of at most ``batch_size`` images, each request with a ``timeout_s``
-and at most ``retries`` retries after a dropped connection, a timeout, 429 or 502-504 (exponential
-backoff from ``backoff_s``). Any other failure, and a failure that outlives its retries, raises a
-one-line ``RewardError``: the trainer then stops at its last checkpoint (or skips the batch with
-``skip_bad_reward_batches``). A call returns every score or raises: never a partial reward.
-
-Scores are cached on disk (SQLite) keyed by (server, reward, image hash, prompt and metadata), so a
-restarted run does not pay again for images the server has already scored.
-"""
+"""A reward served by another process or machine (``reward: http://host:port``): batched requests with timeouts
+and bounded retries, never a partial reward, and an on-disk score cache (docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

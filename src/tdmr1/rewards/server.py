@@ -1,16 +1,5 @@
-"""Serve rewards over HTTP (``tdmr1 serve-reward``): the JSON protocol of ``rewards.protocol``.
-
-``create_reward_app`` builds a FastAPI app around named rewards; ``serve_in_thread`` runs any ASGI app
-with uvicorn on a background thread (tests, the likes page). Request limits answer 4xx with a reason:
-400 malformed JSON, 401 missing / wrong token, 404 unknown reward, 413 body or batch too large,
-422 fields or images that do not follow the protocol (wrong size included). A reward that raises or
-returns non-finite scores answers 500 with the reason. Nothing is ever unpickled.
-
-No web page can use it: a foreign ``Host`` or a cross-site request answers 403 (``web_guard``). Memory is
-bounded before any pixel is decoded (PNG sizes are read from their headers); a body that does not arrive
-within the read timeout answers 408; a reward that does not answer within the reward timeout answers 504,
-and while it is still stuck other requests answer 503 at once.
-"""
+"""Serve rewards over HTTP (``tdmr1 serve-reward``, the protocol of ``rewards.protocol``) with bounded memory,
+timeouts and no cross-site use; ``serve_in_thread`` runs any ASGI app (limits and answers: docs/DESIGN_NOTES.md)."""
 
 import asyncio
 import hmac

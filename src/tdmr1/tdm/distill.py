@@ -1,10 +1,5 @@
-"""TDM distillation (data-free, prompts only): teacher -> deterministic 4-step student (docs/METHOD.md sec. 3).
-
-One iteration: student rollout (no grad) -> per-sample step j -> one student step with grad from x_{t_j}
--> (1) fake-score update by denoising score matching on the step's output diffused into
-(t_{j+1}, T] (or (t_{j+1}, t_j] in "separate" mode) -> (2) generator update along the normalised
-teacher-vs-fake direction with teacher CFG.
-"""
+"""TDM distillation (data-free, prompts only): teacher -> deterministic K-step student (docs/METHOD.md sec. 3); an
+iteration is a student rollout, one student step with grad, the fake-score update, then the generator update."""
 
 from __future__ import annotations
 

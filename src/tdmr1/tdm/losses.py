@@ -1,7 +1,5 @@
-"""Loss functions of TDM distillation and TDM-R1 as small pure functions (tested one by one).
-
-Shapes: images [N, C, H, W]; per-sample quantities [N]. ``sg`` = stop-gradient (``.detach()``).
-"""
+"""Loss functions of TDM distillation and TDM-R1 as small pure functions (tested one by one). Shapes: images
+[N, C, H, W], per-sample quantities [N]; ``sg`` = stop-gradient (``.detach()``)."""
 
 from __future__ import annotations
 

@@ -1,22 +1,5 @@
-"""A few-step system: one velocity backbone with roles (base / generator / fake / surrogate ...), its
-frozen text encoder, and the student's fixed K-step schedule. Shared by TDM distillation and TDM-R1.
-
-The schedule is the backbone's own explicit one when it has one (scale-path backbones: e.g. SD3.5-M TDM's
-DPM-Solver++ 2M levels), else ``uniform_sigmas(steps, shift)`` with Euler (the embedded students); see
-:func:`tdmr1.models.registry.schedule_of`.
-
-Anything with ``forward(x, s, text) -> velocity``, ``encode_prompts(prompts)`` and a ``denoiser``
-attribute carrying peft adapters works as the backbone (the embedded model, or a scale-path wrapper).
-
-``fast_roles`` (default on) runs roles on merged, adapter-free ``channels_last`` copies of the denoiser
-(:mod:`tdmr1.models.lora.merged_roles`): no-grad forwards (rollouts, the targets of frozen roles) on a copy with the
-role merged in, re-merged after the role's weights change; grad forwards of a trained role through its
-merged weights (gradients reach the adapter). Off: every forward on the live peft model. The same function
-either way; float rounding differs (``benchmarks/bench_rl_iteration.py`` measures the speed and checks the
-losses), and a zero adapter still gives the base's output bit for bit. Backbones without a true
-``merged_roles`` attribute (the embedded model has one; the scale-path wrappers do not yet), above
-``merge_max_params``, and forwards under a module hook (the explicit surrogate's feature tap) run live.
-"""
+"""A few-step system: one velocity backbone with LoRA roles, its frozen text encoder and the student's fixed K-step
+schedule, shared by TDM distillation and TDM-R1; ``fast_roles`` runs roles on merged copies (docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

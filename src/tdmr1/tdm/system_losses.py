@@ -1,14 +1,5 @@
-"""The TDM distillation losses on a few-step system (docs/METHOD.md sec. 3), shared by `distill` and TDM-R1.
-
-Each function draws its noise levels and noise, runs the system's roles and hands the tensors to the pure
-formulas of :mod:`tdmr1.tdm.losses`:
-
-- ``fake_update``: denoising score matching of the fake score on the generator's one-step output
-  diffused to tau (``fake_score_loss`` + the pull toward the frozen base); ``fake_draws`` + ``fake_loss``
-  are its two halves;
-- ``generator_loss``: the normalised teacher-vs-fake direction with teacher CFG (``tdm_direction`` /
-  ``dmd_normaliser`` / ``direction_loss``).
-"""
+"""The TDM losses on a few-step system (docs/METHOD.md sec. 3), shared by ``distill`` and TDM-R1: each draws its
+levels and noise, runs the roles and hands the tensors to the formulas of :mod:`tdmr1.tdm.losses`."""
 
 from __future__ import annotations
 

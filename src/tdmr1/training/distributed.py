@@ -1,37 +1,5 @@
-"""Several processes (GPUs) for TDM-R1: every role's adapter synchronised, shared draws, gathered groups.
-
-How roles are wrapped. All roles are peft adapters on *one* denoiser, and each has its own optimiser.
-Wrapping that denoiser in ``DistributedDataParallel`` (what ``accelerator.prepare(model)`` does) is a
-trap: DDP registers, once and for all when it wraps, only the parameters that ``requires_grad`` at that
-moment, and peft's ``set_adapter(name)`` switches ``requires_grad`` off for every other adapter. The
-authors call ``set_adapter("dgpo")`` right before ``prepare``, so only that adapter is all-reduced and
-the other roles silently drift apart on each GPU (reproduced in ``tests/test_scale_distributed.py``). DDP
-also assumes one forward/backward per step over a fixed parameter set, while an iteration here runs
-several roles, some without grad, in one graph.
-
-So the denoiser is **not** wrapped. Each process holds the full backbone (``model.to(device)``), and
-after a role's backward (all micro-batches accumulated) :func:`all_reduce_grads` averages that role's
-gradients over processes in flattened buckets, right before its optimiser step (the explicit
-surrogate's reward head too); at start :meth:`RoleSync.broadcast` copies every role's adapter from rank
-0 (LoRA A matrices are random). Only adapter gradients travel (18.8 M floats per role on SD3.5-M). The
-process group is the default ``torch.distributed`` one, created by :func:`init_from_env` through
-accelerate's ``PartialState`` under ``accelerate launch`` or ``torchrun`` (or by the caller); with one
-process everything here is a no-op and the trainer computes exactly what it computed before.
-
-Layout (:class:`BatchLayout`). Every prompt group's G images are split evenly over the W processes
-(G / W rows of every group on every rank), so a minibatch of whole groups gives every rank the same
-number of rows, its per-device micro-batch. Groups therefore span ranks: rewards are all-gathered
-(:meth:`BatchLayout.gather_rows`) before advantages, and the group Bradley-Terry sums are averaged over
-ranks (:func:`mean_over_ranks` as ``group_reduce`` of the surrogate losses), so both equal the
-single-process ones.
-
-Randomness. The trainer's generator is seeded alike and advanced alike on every rank, so draws per
-group or per iteration (prompt picks, minibatch order, step indices, the surrogate's k, tau and group
-noise, replay picks) are identical everywhere, because every rank holds a share of every group. Draws
-per image (rollout noise, the fake score's and the generator's tau and noise) are drawn for the whole
-batch on every rank and sliced to this rank's rows (:meth:`BatchLayout.mine`): W processes with
-batch B/W compute what one process computes with batch B, up to float rounding of the reductions.
-"""
+"""Several processes (GPUs) for TDM-R1: every role's adapter synchronised without DDP, each prompt group spread
+over the processes, every draw shared so that W processes compute what one does (why and how: docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

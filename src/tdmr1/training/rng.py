@@ -1,19 +1,5 @@
-"""Random streams a training loop owns, so that a resumed run continues bit for bit.
-
-Every random draw of a training loop (data, prompts, noise, noise levels, step indices) comes from a
-:class:`RunRNG` built from the run's seed and saved in ``state.pt``; nothing reads the global torch or
-numpy RNG, so whatever else draws from it (building an exported model, sampling a grid, a library
-call) cannot change the training, and a run killed after iteration n and resumed gives exactly the
-same numbers as an uninterrupted one, whatever ``checkpoint_every`` is.
-
-Usage in a loop::
-
-    rng = RunRNG(cfg.seed, device)
-    modules = {"model": model, "rng": rng}          # saved and restored by save/load_training_state
-    images = world.training_batch(rng.numpy, n)     # numpy draws
-    eps = rng.randn(n, c, h, w)                     # torch draws, on the run's device
-    tau = system.sample_levels(low, generator=rng.torch)
-"""
+"""Random streams a training loop owns (:class:`RunRNG`, saved in ``state.pt``; nothing reads the global RNG), so
+that a resumed run continues bit for bit (usage: docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

@@ -1,18 +1,5 @@
-"""Gradient checkpointing that is correct with LoRA roles (:class:`tdmr1.models.lora.roles.Roles`).
-
-Roles switch the active peft adapter of the whole denoiser (``roles.use("fake")``) around each forward,
-and the trainers call ``backward()`` after the ``use`` block has ended. Plain activation checkpointing
-(``denoiser.enable_gradient_checkpointing()``) recomputes each block's forward *during* backward, i.e.
-with whatever adapter is active then (usually none: the base). The recomputation then runs a different
-graph: torch's non-reentrant checkpoint fails ("A different number of tensors was saved during the
-original forward and recomputation") when adapters were switched off, and when another LoRA role of the
-same shape is active it would silently use that role's weights.
-
-:func:`enable_role_checkpointing` passes diffusers a checkpoint function that records every LoRA layer's
-adapter state of the block at forward time (peft's ``_active_adapter`` / ``_disable_adapters``) and
-restores exactly that state around the recomputation, without touching ``requires_grad`` (Roles keeps
-every adapter trainable).
-"""
+"""Gradient checkpointing that is correct with LoRA roles: each block is recomputed with the adapters of its
+forward, not those active at ``backward()`` (why plain checkpointing fails: docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

@@ -1,22 +1,5 @@
-"""Run a LoRA role at the cost of the plain base network: merged, adapter-free copies of the denoiser.
-
-A role's LoRA forward ``conv(x, W) + s * B(A(x))`` costs up to 1.5x the base forward on the embedded UNet
-(rank 32 on 32-channel 3x3 convs is as wide as the conv itself); the same function written as
-``conv(x, W + s * B A)`` costs the base forward. :class:`MergedRoles` keeps plain copies of the denoiser
-(every peft layer replaced by its base layer; ``channels_last`` weights by default) and runs a role on them:
-
-- **no-grad forwards** (rollouts, frozen roles' targets): the copy of that role holds ``W + delta(role)``,
-  re-merged only when the role's adapter or the base weights changed since the last merge (read from the
-  tensors' version counters and storage pointers: optimizer steps, ``lerp_``, ``copy_``, ``load_state_dict``
-  and EMA swaps all bump them). A stale copy is therefore never used; one merge per optimizer step.
-- **grad forwards** (``grad=True``): ``torch.func.functional_call`` on the base copy with ``W + delta(role)``
-  computed from the live adapter weights, so gradients reach ``lora_A`` / ``lora_B`` as through the LoRA
-  layers (the same function; only float rounding differs).
-
-Writes through ``.data`` do not bump version counters: call :meth:`MergedRoles.invalidate` after them.
-Only plain LoRA is supported (no DoRA / lora_bias / dropout / grouped convs); :meth:`supports` says so per
-role, and callers fall back to the live peft model otherwise.
-"""
+"""Run a LoRA role at the cost of the plain base network: merged, adapter-free copies of the denoiser, re-merged
+when weights change, with grad forwards through the merged weights (docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

@@ -1,32 +1,5 @@
-"""Named LoRA target presets per backbone, and the authors' order-only adapter files.
-
-Presets (``LORA_PRESETS``; pick one with :func:`lora_settings`):
-
-- ``embedded``: the embedded UNet's layers (``tdmr1.models.lora.roles.UNET_TARGETS``).
-- ``transformer``: every attention projection *and* feed-forward of a diffusers transformer (the bare
-  names of ``tdmr1.models.lora.roles.TRANSFORMER_TARGETS``); on SD3.5-M that includes ``attn2`` and the FFs.
-- ``sd3-authors``: the TDM / TDM-R1 authors' SD3.5-M layout, r32 / alpha64 on
-  ``attn.{to_q,to_k,to_v,to_out.0,add_q_proj,add_k_proj,add_v_proj,to_add_out}`` only. peft matches a
-  target against the end of a module name after a dot, so the ``attn.`` prefix excludes SD3.5-M's
-  ``attn2`` (dual-attention blocks) and the feed-forwards: 382 tensors, 18.78 M parameters per role on
-  the real config. This is the layout of ``tdm_sd3-5_lora.ckpt``.
-- ``zimage-authors``: the Z-Image(-Turbo) layout of ``tdmr1_zimage_ema.ckpt``:
-  ``attention.{to_q,to_k,to_v,to_out.0}`` in every block (main layers, noise and context refiners):
-  272 tensors, 33.42 M parameters per role, all (32, 3840) or (3840, 32).
-
-The released adapters hold tensors in parameter order with no names: the authors save them with their EMA
-wrapper (``flow_grpo/ema.py``: ``{"decay": float, "ema_parameters": [tensors]}``, read back as
-``state_dict["ema_parameters"]``); :func:`read_ordered` also takes a bare list or an all-tensor dict, and
-:func:`write_ordered` writes the EMA form, so the authors' loaders read what ``convert-lora`` writes. Their
-order is that of ``denoiser.named_parameters()`` restricted to one adapter (module registration order,
-``lora_A`` before ``lora_B`` in each layer), which is what :func:`adapter_layout` returns for the
-installed diffusers. :func:`load_ordered_adapter` checks count and every shape. A wrong order is caught
-only where it changes a shape: a list that is reversed, shifted by one or has A/B swapped fails (A is
-(r, in), B is (out, r)), but on SD3.5-M and Z-Image every attention projection is square (1536 or 3840),
-so a permutation of whole layers (A/B pairs kept together) has the same shapes and is **not detectable**
-from the file alone; names are recovered only from the installed diffusers' module order, which is why
-:func:`ordered_to_named` stores them next to the tensors once converted.
-"""
+"""Named LoRA target presets per backbone (``embedded``, ``transformer``, ``sd3-authors``, ``zimage-authors``) and
+the authors' order-only adapter files: read, write, convert to and from peft names (docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

@@ -1,13 +1,6 @@
-"""Roles on one backbone: named peft LoRA adapters (`generator`, `fake`, `surrogate`, ...) over a frozen
-base denoiser. With adapters off the backbone is `base` (the teacher, also the RL reference).
-
-    roles = Roles(denoiser, ["generator", "fake"], LoraSettings())
-    with roles.use("fake"):
-        v = model(x, s, text)
-
-The API is backbone-agnostic: it works on any diffusers model with peft support (the embedded UNet,
-SD3/Z-Image transformers); only the LoRA target module names differ per backbone.
-"""
+"""Roles on one backbone: named peft LoRA adapters (``generator``, ``fake``, ``surrogate``, ...) over a frozen base
+denoiser (adapters off: ``base``), e.g. ``with roles.use("fake"): v = model(x, s, text)``; any diffusers model
+with peft support."""
 
 from __future__ import annotations
 

@@ -1,15 +1,5 @@
-"""The explicit surrogate (a labelled variant beside the paper's implicit one): a small time-conditioned
-reward head r(x_tau, tau, prompt) that reads the frozen base backbone's features at a noisy state.
-
-It is trained with the same group Bradley-Terry loss as the implicit surrogate, on the same per-step
-states (r takes the place of the implicit reward d_ref - d), and the generator's reward direction is
-the head's input gradient dr/dx_tau (see :func:`tdmr1.r1.losses.explicit_reward_direction`).
-
-    tap = FeatureTap(model.denoiser.mid_block)         # which backbone module's output the head reads
-    with tap:
-        system.velocity("base", x_tau, tau, cond)      # fills tap.features [N, C, h, w]
-    r = head(tap.features, x_tau, tau, cond)           # [N]
-"""
+"""The explicit surrogate's reward heads r(x_tau, tau, prompt): on the frozen base's features (read by a
+:class:`FeatureTap`) plus the pooled noisy image, or on the pixels alone (docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

@@ -1,20 +1,5 @@
-"""Web-like alt-text captions for the teacher's training data (loose on purpose, spec probabilities).
-
-A caption names the class groups of a scene in random order, e.g. ``some red circles and a square``,
-``two triangles``, ``a blue cross left of a circle``. Decisions, in the order they are drawn:
-
-1. class order: a uniform permutation of the classes present;
-2. omission: each class is left out with ``omit_class_p``, independently; the draw is repeated until
-   at least one class remains (so a one-class scene is never omitted);
-3. per kept group (caption order): count as an exact number word (``one``..``four``) with
-   ``exact_count_p``, otherwise ``a {cls}`` for one object and ``some {plural}`` for several; then the
-   colour, named with ``color_p`` only when all objects of the group share it (``two red circles``);
-4. relation: among ordered pairs (A, B) of kept groups of one object each (A != B) whose GenEval
-   relation set is non-empty, with ``relation_p`` one pair and one of its true relations are drawn
-   uniformly and the two phrases become ``{A} {rel} {B}`` at the earlier of the two positions.
-
-Phrases are joined with `` and ``. There is no ``a photo of`` prefix (the spec's examples have none).
-"""
+"""Web-like alt-text captions for the teacher's training data (loose on purpose, the spec's probabilities), e.g.
+``some red circles and a square`` (the decisions in the order they are drawn: docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

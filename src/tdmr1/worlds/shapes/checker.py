@@ -1,26 +1,5 @@
-"""The exact checker: any RGB uint8 image -> objects (class, colour, box) -> GenEval verdict and score.
-
-Detection (spec steps 1-3), vectorised over a whole batch:
-
-1. Foreground = pixels whose max channel is > 60; each takes the nearest palette colour (Euclidean RGB).
-2. Objects = 8-connected components of one palette colour (``scipy.ndimage.label``, one call for the
-   whole batch: every (image, colour) pair is a separate plane); components under 12 px are dropped.
-3. Shape class by template IoU on the component's *core* (its pixels whose max channel is at least
-   half the component's brightest pixel; on clean renders the core is the whole component, on blurry
-   images it removes the halo that the > 60 threshold adds). The core is compared with the ideal mask
-   of each class drawn in the core's own bounding box (h x w), using the renderer's rules generalised
-   to rectangles (square: the full box; circle: the inscribed ellipse
-   ``((2j+1-w)/w)**2 + ((2i+1-h)/h)**2 <= 1``; triangle: ``|2j+1-w|/w <= (i+1)/h``; cross: bands of
-   thickness round(w/3) and round(h/3) starting at (w - t)//2 and (h - t)//2). For h = w = s these are
-   exactly the rendered masks, so a clean render has IoU 1 with its own class and < 1 with the others:
-   clean scenes are classified 100 % right at every size. The class is the argmax IoU (ties: class
-   order); the component is ``unknown`` when the best IoU is < ``MIN_IOU`` or the box aspect ratio
-   exceeds ``MAX_ASPECT`` (e.g. two touching same-colour shapes merged into one blob). For blurry
-   generated images this is a nearest-template rule: mild blur or jitter keeps the right class.
-   Reported boxes and areas are those of the whole component (spec step 2).
-
-Then ``rules.evaluate`` applies GenEval's rules (objects of a class ordered by area, largest first).
-"""
+"""The exact checker: any RGB uint8 image -> objects (class, colour, box) -> GenEval verdict and score, vectorised
+over a batch (the detection steps: docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

@@ -1,21 +1,5 @@
-"""ShapesEval prompts: GenEval's six templates -> metadata, enumeration, the benchmark and RL splits.
-
-Templates (spec table; the article is always ``a``, also before a vowel such as ``a orange circle``,
-because the spec's templates say ``a photo of a {color} {cls}``; ``parse_prompt`` also accepts ``an``):
-
-| tag | prompt | include / exclude |
-| --- | --- | --- |
-| single_object | ``a photo of a {cls}`` | [{cls, 1}] |
-| two_object | ``a photo of a {A} and a {B}`` (A != B) | [{A, 1}, {B, 1}] |
-| counting | ``a photo of {two,three,four} {plural}`` | [{cls, N}] / [{cls, N + 1}] |
-| colors | ``a photo of a {color} {cls}`` | [{cls, 1, color}] |
-| position | ``a photo of a {A} {rel} a {B}`` (A != B) | [{B, 1}, {A, 1, position: [rel, 0]}] |
-| color_attr | ``a photo of a {c1} {A} and a {c2} {B}`` (A != B, c1 != c2) | [{A, 1, c1}, {B, 1, c2}] |
-
-Enumeration order (``all_prompts``): classes, colours, relations and counts in the palette's order,
-loops nested in the order the fields appear in the table (e.g. color_attr: A, B, c1, c2 outer -> inner).
-Distinct prompts per tag: 4, 12, 12, 32, 48, 672.
-"""
+"""ShapesEval prompts: GenEval's six templates -> metadata, their enumeration, the benchmark and RL splits
+(templates and enumeration order: docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

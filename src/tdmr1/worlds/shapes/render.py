@@ -1,23 +1,5 @@
-"""Pixel-exact renderer: the four shape masks, the ``Obj`` record and scene -> uint8 image.
-
-Exact shape definitions (s = size, local row i and column j run over 0..s-1, pixel centres at
-(j + 0.5, i + 0.5), the box spans [0, s) x [0, s) in continuous coordinates):
-
-- square: every pixel of the s x s box.
-- circle: pixels whose centre lies inside the disc of radius s/2 around the box centre, boundary
-  included: ``(2j + 1 - s)**2 + (2i + 1 - s)**2 <= s**2``. The top, bottom, left and right rows of the
-  box are all touched, so the bounding box is exactly s x s.
-- triangle: isosceles, apex at top centre, base = the whole bottom row, height s. Row i covers the
-  columns whose centre is within the triangle's half-width at the row's *lower* edge (y = i + 1):
-  ``|2j + 1 - s| <= i + 1``. Row 0 holds 1 pixel (odd s) or 2 pixels (even s), row s-1 all s pixels.
-  (Equivalently: pixel centres inside the triangle with apex (s/2, -1/2) and base y = s - 1/2.)
-- cross: a plus sign; both arms span the full s pixels; arm thickness t = round(s / 3) with Python's
-  round (banker's rounding: s = 8..12 -> t = 3, 3, 3, 4, 4). The arm band starts at a = (s - t) // 2
-  (rows a..a+t-1 for the horizontal arm, columns a..a+t-1 for the vertical one); when s - t is odd the
-  extra pixel of slack goes to the right/bottom (s = 8: 2 | 3 | 3, s = 10 and 11: 3 | t | 4).
-
-No anti-aliasing: every object pixel has exactly its palette colour; the background is black.
-"""
+"""Pixel-exact renderer: the four shape masks, the ``Obj`` record and scene -> uint8 image, without anti-aliasing
+(the exact masks: docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

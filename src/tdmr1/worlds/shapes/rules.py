@@ -1,9 +1,5 @@
-"""ShapesEval's scoring rules: GenEval's, from the one shared implementation ``tdmr1.geneval.rules``.
-
-The checker orders objects of a class by area (largest first, ``group_by_class``); detector-based
-rewards on real images use the same ``evaluate`` with objects ordered by confidence. Names are
-re-exported here so ``tdmr1.worlds.shapes.rules`` keeps working.
-"""
+"""ShapesEval's scoring rules: GenEval's, from the one shared implementation ``tdmr1.geneval.rules`` (objects of a
+class ordered by area, largest first), re-exported here."""
 
 from tdmr1.geneval.rules import (
     GENEVAL_COLORS,

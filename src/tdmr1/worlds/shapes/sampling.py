@@ -1,12 +1,5 @@
-"""Scene samplers: random scenes under the placement rules, and scenes that satisfy a prompt (oracle).
-
-Placement rule (spec): every bounding box lies inside the canvas with a 1 px margin (columns and rows
-1..30 of 0..31) and two boxes are at least ``GAP`` = 2 px apart: along x or along y there are at least
-2 empty pixel columns/rows between them (``x_b >= x_a + s_a + 2`` or the mirror, same for y).
-
-Objects are placed one after another, each uniformly among the positions that are still valid
-(computed exactly on the integer grid); if an object has no valid position the whole scene is redrawn.
-"""
+"""Scene samplers: random scenes under the placement rules (boxes 1 px inside the canvas, 2 px apart, each object
+uniform among the positions still valid, redrawn when none is) and scenes that satisfy a prompt (the oracle)."""
 
 from __future__ import annotations
 
