@@ -74,10 +74,13 @@ def run_demo(
     if (student / "config.json").is_file():  # a model for another canvas (e.g. GlyphsEval v1) stops here
         get_world(world).check_image_size(checkpoint_image_size(student), f"the student {student}")
     if not (student / "adapter.safetensors").is_file():
-        raise CheckpointError(
-            f"shipped student not found at {student}: run `tdmr1 distill --world {world} "
-            f"--out runs/distill` and copy runs/distill/model there, or pass --checkpoints ({WHERE_TO_GET})"
+        hint = get_world(world).model_hint  # the world's own recipe (glyphs: its level's configs), if it has one
+        how = (
+            f"no model is shipped for world {world!r} yet; {hint}; copy that student's model folder there"
+            if hint
+            else f"run `tdmr1 distill --world {world} --out runs/distill` and copy runs/distill/model there"
         )
+        raise CheckpointError(f"shipped student not found at {student}: {how}, or pass --checkpoints ({WHERE_TO_GET})")
     checkpoints = student.parent.parent
     run_dir = out / "run"
     if run_dir.exists():

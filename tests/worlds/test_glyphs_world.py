@@ -18,6 +18,7 @@ from tdmr1.geneval.layout import write_prompt_file
 from tdmr1.models.tokenizer import WordTokenizer
 from tdmr1.worlds import get_world, known_worlds
 from tdmr1.worlds.glyphs import (
+    COMPACT,
     HARD,
     STANDARD,
     benchmark_lexicon,
@@ -106,26 +107,27 @@ def test_gray_fraction_of_clean_and_blurred_renders() -> None:
 # ---------------------------------------------------------------- lexicons
 
 
-@pytest.mark.parametrize("level", [STANDARD, HARD])
+@pytest.mark.parametrize("level", [STANDARD, HARD, COMPACT])
 def test_lexicon_sizes_lengths_and_disjointness(level) -> None:
     bench, rl = benchmark_lexicon(level), rl_lexicon(level)
-    assert (len(bench), len(rl)) == (200, 2000)
+    assert (len(bench), len(rl)) == (40 * len(level.lengths), 2000)
     for lex in (bench, rl):
         assert len(set(lex)) == len(lex)
         assert all(set(w) <= set(string.ascii_uppercase) for w in lex)
         assert {len(w) for w in lex} == set(level.lengths)
-        assert all(text_width(w, level.font_size) <= 120 for w in lex)
+        assert all(text_width(w, level.font_size) <= level.max_width for w in lex)
     assert all(sum(len(w) == n for w in bench) == 40 for n in level.lengths)  # 40 words per length
     assert not set(bench) & set(rl)
     assert held_out(level) == set(bench) | set(rl)
 
 
-@pytest.mark.parametrize("level", [STANDARD, HARD])
+@pytest.mark.parametrize("level", [STANDARD, HARD, COMPACT])
 def test_pretraining_stream_is_fresh_and_never_a_benchmark_or_rl_string(level, monkeypatch) -> None:
     rng = np.random.default_rng(0)
     words = training_words(rng, 3000, level)
     assert len(words) == 3000 and not set(words) & held_out(level)
-    assert {len(w) for w in words} == set(level.lengths) and all(text_width(w, level.font_size) <= 120 for w in words)
+    assert {len(w) for w in words} == set(level.lengths)
+    assert all(text_width(w, level.font_size) <= level.max_width for w in words)
     assert len(set(words)) > 2900  # fresh strings, not a small fixed list
     again = training_words(np.random.default_rng(0), 3000, level)
     assert words == again  # seeded by the run's generator
@@ -249,15 +251,15 @@ def test_read_prompt_file(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- captions
 
 
-@pytest.mark.parametrize("level", [STANDARD, HARD])
+@pytest.mark.parametrize("level", [STANDARD, HARD, COMPACT])
 def test_training_batch(level) -> None:
     images, captions = sample_training_batch(np.random.default_rng(0), 16, level)
-    assert images.shape == (16, 32, 128, 3) and images.dtype == np.uint8 and len(captions) == 16
+    assert images.shape == (16, *level.image_size, 3) and images.dtype == np.uint8 and len(captions) == 16
     banned = held_out(level)
     for img, cap in zip(images, captions, strict=True):
         word = parse_target(cap)
         assert cap == f'a sign that says "{word}"' and word not in banned and len(word) in level.lengths
-        assert np.array_equal(img, render_text(word, level.font_size))
+        assert np.array_equal(img, render_text(word, level.font_size, level.width, level.height))
     again, captions2 = sample_training_batch(np.random.default_rng(0), 16, level)
     assert np.array_equal(images, again) and captions == captions2
 

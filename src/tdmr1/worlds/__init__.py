@@ -1,5 +1,5 @@
-"""Registry of embedded worlds (``shapes``, ``glyphs``, ``glyphs-hard``): ``get_world(name)`` returns a
-``World`` (loaded lazily)."""
+"""Registry of embedded worlds (``shapes``, ``glyphs``, ``glyphs-hard``, ``glyphs-compact``):
+``get_world(name)`` returns a ``World`` (loaded lazily)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,14 @@ def _glyphs_hard() -> World:
     return make_world("hard")
 
 
+def _glyphs_compact() -> World:
+    from tdmr1.worlds.glyphs.world import make_world
+
+    return make_world("compact")
+
+
 register_world("glyphs", _glyphs)
 register_world("glyphs-hard", _glyphs_hard)
+register_world("glyphs-compact", _glyphs_compact)
 
 __all__ = ["Metric", "World", "get_world", "known_worlds", "register_world"]

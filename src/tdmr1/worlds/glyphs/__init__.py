@@ -1,12 +1,12 @@
 """GlyphsEval (spec v2, ``docs/GLYPHS_SPEC.md``): random words (4-8 letters A-Z, DejaVu Sans Bold 16 px;
-level ``hard``: 6-10 letters, 14 px) on 32 x 128 signs, scored by a real OCR engine (rapidocr), with
-per-length metrics.
+level ``hard``: 6-10 letters, 14 px) on 32 x 128 signs (level ``compact``: 5-7 letters, 12 px, 32 x 64),
+scored by a real OCR engine (rapidocr), with per-length metrics.
 
 Importing this package never imports rapidocr; the OCR reward loads it on first use.
 """
 
 from tdmr1.worlds.glyphs.captions import sample_training_batch, sample_training_words
-from tdmr1.worlds.glyphs.levels import HARD, LEVELS, STANDARD, Level, get_level, length_tag
+from tdmr1.worlds.glyphs.levels import COMPACT, HARD, LEVELS, STANDARD, Level, get_level, length_tag
 from tdmr1.worlds.glyphs.lexicon import benchmark_lexicon, draw_string, draw_words, held_out, rl_lexicon, training_words
 from tdmr1.worlds.glyphs.metric import exact, levenshtein, normalize_prediction, text_accuracy
 from tdmr1.worlds.glyphs.ocr import OcrReward, read_texts
@@ -25,6 +25,7 @@ from tdmr1.worlds.glyphs.render import render_text, render_texts, text_width
 from tdmr1.worlds.glyphs.world import make_world, render_oracle
 
 __all__ = [
+    "COMPACT",
     "HARD",
     "LEVELS",
     "STANDARD",

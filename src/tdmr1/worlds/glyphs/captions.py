@@ -23,7 +23,8 @@ def sample_training_words(rng: np.random.Generator, n: int, level: Level | str =
 def sample_training_batch(
     rng: np.random.Generator, n: int, level: Level | str = STANDARD
 ) -> tuple[np.ndarray, list[str]]:
-    """``n`` training examples: uint8 images [n, 32, 128, 3] and their captions."""
+    """``n`` training examples: uint8 images [n, height, width, 3] of the level's canvas (32 x 128;
+    compact 32 x 64) and their captions."""
     lvl = get_level(level)
     words = sample_training_words(rng, n, lvl)
-    return render_texts(words, lvl.font_size), [make_prompt(w) for w in words]
+    return render_texts(words, lvl.font_size, lvl.width, lvl.height), [make_prompt(w) for w in words]

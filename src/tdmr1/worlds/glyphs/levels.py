@@ -1,13 +1,15 @@
-"""GlyphsEval difficulty levels (spec v2): font size, word lengths and the width rule of each.
+"""GlyphsEval difficulty levels (spec v2): canvas, font size, word lengths and the width rule of each.
 
-| level | world name | font size | lengths | width rule |
-| --- | --- | --- | --- | --- |
-| ``standard`` (default) | ``glyphs`` | 16 px | 4-8 | <= 120 px |
-| ``hard`` | ``glyphs-hard`` | 14 px | 6-10 | <= 120 px |
+| level | world name | canvas (h x w) | font size | lengths | width rule |
+| --- | --- | --- | --- | --- | --- |
+| ``standard`` (default) | ``glyphs`` | 32 x 128 | 16 px | 4-8 | <= 120 px |
+| ``hard`` | ``glyphs-hard`` | 32 x 128 | 14 px | 6-10 | <= 120 px |
+| ``compact`` (CPU) | ``glyphs-compact`` | 32 x 64 | 12 px | 5-7 | <= 60 px |
 
-Everything else (32 x 128 canvas, DejaVu Sans Bold, seeds, 40 benchmark words per length, metric) is
-the same at both levels. A level is chosen by world name (``--world glyphs-hard``), so it is part of
-every run folder, checkpoint (``meta.world``) and result (``world``) it produces.
+Everything else (DejaVu Sans Bold, seeds, 40 benchmark words per length, metric) is the same at every
+level; ``compact`` alone uses a 32 x 64 canvas (the level for machines without a GPU). A level is chosen
+by world name (``--world glyphs-compact``), so it is part of every run folder, checkpoint
+(``meta.world``) and result (``world``) it produces.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from dataclasses import dataclass
 
 from tdmr1.errors import ConfigError
 
-#: Widest allowed text (PIL ``FreeTypeFont.getlength``, pixels); wider strings are redrawn.
+#: Canvas (height, width) in pixels of the standard and hard levels.
+HEIGHT, WIDTH = 32, 128
+#: Widest allowed text (PIL ``FreeTypeFont.getlength``, pixels) on the 128-px canvas; wider strings are redrawn.
 MAX_TEXT_WIDTH = 120.0
 
 
@@ -30,6 +34,8 @@ class Level:
     min_len: int
     max_len: int
     max_width: float = MAX_TEXT_WIDTH
+    height: int = HEIGHT
+    width: int = WIDTH
 
     @property
     def lengths(self) -> tuple[int, ...]:
@@ -41,9 +47,17 @@ class Level:
         """The benchmark's tags: one per word length (``4_letters`` ... ``8_letters``)."""
         return tuple(length_tag(n) for n in self.lengths)
 
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """The level's canvas (height, width) in pixels."""
+        return (self.height, self.width)
+
     def describe(self) -> str:
         """One line for results and reports: ``GlyphsEval v2 standard (16 px, 4-8 letters, 32x128)``."""
-        return f"GlyphsEval v2 {self.name} ({self.font_size} px, {self.min_len}-{self.max_len} letters, 32x128)"
+        return (
+            f"GlyphsEval v2 {self.name} ({self.font_size} px, {self.min_len}-{self.max_len} letters, "
+            f"{self.height}x{self.width})"
+        )
 
 
 def length_tag(n: int) -> str:
@@ -53,11 +67,12 @@ def length_tag(n: int) -> str:
 
 STANDARD = Level("standard", "glyphs", font_size=16, min_len=4, max_len=8)
 HARD = Level("hard", "glyphs-hard", font_size=14, min_len=6, max_len=10)
-LEVELS: dict[str, Level] = {lvl.name: lvl for lvl in (STANDARD, HARD)}
+COMPACT = Level("compact", "glyphs-compact", font_size=12, min_len=5, max_len=7, max_width=60.0, width=64)
+LEVELS: dict[str, Level] = {lvl.name: lvl for lvl in (STANDARD, HARD, COMPACT)}
 
 
 def get_level(level: Level | str = STANDARD) -> Level:
-    """A level by record or name (``standard`` | ``hard``); ConfigError for anything else."""
+    """A level by record or name (``standard`` | ``hard`` | ``compact``); ConfigError for anything else."""
     if isinstance(level, Level):
         return level
     if level not in LEVELS:

@@ -1,14 +1,14 @@
 """Seeded strings of GlyphsEval v2: the benchmark, the RL prompts and the teacher's pre-training stream.
 
 A string is drawn with a ``numpy`` generator in this order: the length ``rng.integers(min_len,
-max_len + 1)`` (uniform over the level's lengths, 4-8 standard, 6-10 hard), then the letters
-``rng.integers(0, 26, size=length)`` (uniform over A-Z); a string wider than 120 px at the level's font
-size (``text_width``) is rejected and its letters are redrawn at the same length, so lengths stay
-uniform and no word is clipped (``draw_string``).
+max_len + 1)`` (uniform over the level's lengths, 4-8 standard, 6-10 hard, 5-7 compact), then the
+letters ``rng.integers(0, 26, size=length)`` (uniform over A-Z); a string wider than the level's width
+rule at its font size (``text_width``; 120 px, compact 60 px) is rejected and its letters are redrawn at
+the same length, so lengths stay uniform and no word is clipped (``draw_string``).
 
 | set | seed | size | disjoint from |
 | --- | --- | --- | --- |
-| benchmark (GlyphsEval) | 2 | 200: 40 per length | - |
+| benchmark (GlyphsEval) | 2 | 40 per length (200; compact 120) | - |
 | RL training prompts | 3 | 2,000 | benchmark |
 | teacher pre-training captions | 1 (own stream) | fresh strings, unlimited | benchmark, RL |
 
@@ -34,7 +34,8 @@ BENCH_PER_LENGTH, RL_SIZE = 40, 2_000
 
 
 def fits(text: str, level: Level | str = STANDARD) -> bool:
-    """The width rule: ``text`` rendered at the level's font size is at most 120 px wide."""
+    """The width rule: ``text`` rendered at the level's font size is at most ``max_width`` px wide
+    (120 px; compact 60 px)."""
     lvl = get_level(level)
     return text_width(text, lvl.font_size) <= lvl.max_width
 
@@ -90,7 +91,7 @@ def held_out(level: Level | str = STANDARD) -> frozenset[str]:
 
 
 def benchmark_lexicon(level: Level | str = STANDARD) -> list[str]:
-    """GlyphsEval's 200 words (seed 2), 40 of each length, in draw order."""
+    """GlyphsEval's words (seed 2), 40 of each length (200; compact: 120), in draw order."""
     return list(_benchmark(get_level(level)))
 
 

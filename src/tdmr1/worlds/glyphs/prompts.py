@@ -18,7 +18,6 @@ import numpy as np
 
 from tdmr1.errors import DataError
 from tdmr1.geneval.layout import read_prompt_file as _read_geneval_file
-from tdmr1.worlds.base import first_per_tag
 from tdmr1.worlds.glyphs.levels import STANDARD, Level, get_level, length_tag
 from tdmr1.worlds.glyphs.lexicon import LETTERS, RL_SEED, benchmark_lexicon, rl_lexicon
 
@@ -96,7 +95,8 @@ def target_text(prompt: str, metadata: Mapping[str, Any] | None = None) -> str:
 
 
 def benchmark_suite(level: Level | str = STANDARD) -> list[dict[str, Any]]:
-    """GlyphsEval: the 200 benchmark words (seed 2, 40 per length) as metadata, in lexicon order."""
+    """GlyphsEval: the benchmark words (seed 2, 40 per length: 200; compact 120) as metadata, in lexicon
+    order."""
     return [make_metadata(w) for w in benchmark_lexicon(level)]
 
 
@@ -105,7 +105,8 @@ def training_prompts(seed: int = RL_SEED, n: int | None = None, level: Level | s
 
     ``n=None``: every RL word once, shuffled by ``np.random.default_rng(seed)``. Otherwise ``n``
     prompts drawn uniformly with replacement by the same generator. The word pool never depends on
-    ``seed``; only the order and the draws do.
+    ``seed``; only the order and the draws do. Every prompt's tag is its length (``make_metadata``), so
+    the trainer's tag-balanced stream (``prompt_stream: balanced``) draws each word length equally.
     """
     pool = rl_lexicon(level)
     rng = np.random.default_rng(seed)
@@ -116,13 +117,24 @@ def training_prompts(seed: int = RL_SEED, n: int | None = None, level: Level | s
     return [make_metadata(pool[i]) for i in rng.integers(len(pool), size=n)]
 
 
+#: Prompts of a preview grid.
+GRID_SIZE = 8
+
+
 def grid_prompts(level: Level | str = STANDARD) -> list[str]:
-    """Eight fixed preview prompts, shortest word first: the first benchmark prompt of each length, plus
-    the second one of the three longest lengths (standard: 4, 5, 6, 6, 7, 7, 8, 8 letters)."""
-    suite = benchmark_suite(get_level(level))
-    firsts = first_per_tag(suite, 1)
-    seconds = sorted((md for md in first_per_tag(suite, 2) if md not in firsts), key=lambda md: len(md["text"]))
-    return [md["prompt"] for md in sorted(firsts + seconds[-3:], key=lambda md: len(md["text"]))][:8]
+    """Eight fixed preview prompts, shortest word first: the first benchmark prompt of each length, then
+    the next ones of the longest lengths until there are eight (standard and hard, five lengths: the
+    second of the three longest, e.g. 4, 5, 6, 6, 7, 7, 8, 8 letters; compact: 5, 5, 6, 6, 6, 7, 7, 7)."""
+    lvl = get_level(level)
+    suite = benchmark_suite(lvl)
+    by_length = {n: [md for md in suite if len(md["text"]) == n] for n in lvl.lengths}
+    picked: list[dict[str, Any]] = []
+    for rank in range(max(len(v) for v in by_length.values())):
+        order = lvl.lengths if rank == 0 else lvl.lengths[::-1]
+        picked += [by_length[n][rank] for n in order if rank < len(by_length[n])]
+        if len(picked) >= GRID_SIZE:
+            break
+    return [md["prompt"] for md in sorted(picked[:GRID_SIZE], key=lambda md: len(md["text"]))]
 
 
 def read_prompt_file(path: str | Path) -> list[dict[str, Any]]:

@@ -1,10 +1,11 @@
-"""Word renderer (spec v2): black DejaVu Sans Bold text centred on a white 32 x 128 canvas, uint8 RGB.
+"""Word renderer (spec v2): black DejaVu Sans Bold text centred on a white canvas, uint8 RGB.
 
-The font size is the level's (16 px standard, 14 px hard). Centring uses the ink box PIL reports for the
-text (``ImageFont.getbbox`` at the default ``la`` anchor): the text is drawn at
-``x = (128 - ink_width) // 2 - left`` and ``y = (32 - ink_height) // 2 - top`` (integer pixels, so
-renders are exact and deterministic). No rotation, no noise. The lexicons never hold a string wider than
-120 px (``text_width``, PIL ``FreeTypeFont.getlength``); hand-written prompts wider than the canvas are
+The canvas and font size are the level's (32 x 128 at 16 px standard and 14 px hard; 32 x 64 at 12 px
+compact). Centring uses the ink box PIL reports for the text (``ImageFont.getbbox`` at the default ``la``
+anchor): the text is drawn at ``x = (width - ink_width) // 2 - left`` and
+``y = (height - ink_height) // 2 - top`` (integer pixels, so renders are exact and deterministic). No
+rotation, no noise. The lexicons never hold a string wider than the level's width rule (120 px, compact
+60 px; ``text_width``, PIL ``FreeTypeFont.getlength``); hand-written prompts wider than the canvas are
 centred all the same and clipped at both sides.
 """
 
@@ -17,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-#: Canvas (height, width) in pixels.
-HEIGHT, WIDTH = 32, 128
+from tdmr1.worlds.glyphs.levels import HEIGHT, WIDTH
+
 #: Font size in pixels of the standard level.
 FONT_SIZE = 16
 #: Ink and paper values.
@@ -43,23 +44,24 @@ def text_width(text: str, size: int = FONT_SIZE) -> float:
     return float(load_font(size).getlength(text))
 
 
-def text_origin(text: str, size: int = FONT_SIZE) -> tuple[int, int]:
-    """Where ``draw.text`` must place ``text`` so that its ink box is centred on the canvas."""
+def text_origin(text: str, size: int = FONT_SIZE, width: int = WIDTH, height: int = HEIGHT) -> tuple[int, int]:
+    """Where ``draw.text`` must place ``text`` so that its ink box is centred on a ``height`` x ``width`` canvas."""
     left, top, right, bottom = load_font(size).getbbox(text)
-    return (WIDTH - (right - left)) // 2 - left, (HEIGHT - (bottom - top)) // 2 - top
+    return (width - (right - left)) // 2 - left, (height - (bottom - top)) // 2 - top
 
 
-def render_text(text: str, size: int = FONT_SIZE) -> np.ndarray:
-    """``text`` rendered as uint8 [32, 128, 3] (three equal channels, ink 0 on paper 255)."""
-    canvas = Image.new("L", (WIDTH, HEIGHT), PAPER)
-    ImageDraw.Draw(canvas).text(text_origin(text, size), text, font=load_font(size), fill=INK)
+def render_text(text: str, size: int = FONT_SIZE, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
+    """``text`` rendered as uint8 [height, width, 3] (default 32 x 128; three equal channels, ink 0 on
+    paper 255)."""
+    canvas = Image.new("L", (width, height), PAPER)
+    ImageDraw.Draw(canvas).text(text_origin(text, size, width, height), text, font=load_font(size), fill=INK)
     gray = np.asarray(canvas, dtype=np.uint8)
     return np.repeat(gray[:, :, None], 3, axis=2)
 
 
-def render_texts(texts: Sequence[str], size: int = FONT_SIZE) -> np.ndarray:
-    """Several words rendered: uint8 [N, 32, 128, 3]."""
-    out = np.empty((len(texts), HEIGHT, WIDTH, 3), dtype=np.uint8)
+def render_texts(texts: Sequence[str], size: int = FONT_SIZE, width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:
+    """Several words rendered: uint8 [N, height, width, 3] (default 32 x 128)."""
+    out = np.empty((len(texts), height, width, 3), dtype=np.uint8)
     for k, text in enumerate(texts):
-        out[k] = render_text(text, size)
+        out[k] = render_text(text, size, width, height)
     return out

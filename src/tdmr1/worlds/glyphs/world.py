@@ -1,5 +1,6 @@
 """The glyphs ``World`` (GlyphsEval spec v2): OCR reward, prompts and word renderer behind the generic
-interface. ``glyphs`` is the standard level, ``glyphs-hard`` the hard one (``levels.py``)."""
+interface. ``glyphs`` is the standard level, ``glyphs-hard`` the hard one, ``glyphs-compact`` the CPU
+level on a 32 x 64 canvas (``levels.py``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from tdmr1.worlds.base import Metric, World
 from tdmr1.worlds.glyphs.captions import sample_training_batch
-from tdmr1.worlds.glyphs.levels import STANDARD, Level, get_level
+from tdmr1.worlds.glyphs.levels import COMPACT, STANDARD, Level, get_level
 from tdmr1.worlds.glyphs.lexicon import LETTERS
 from tdmr1.worlds.glyphs.ocr import OcrReward
 from tdmr1.worlds.glyphs.prompts import (
@@ -24,7 +25,7 @@ from tdmr1.worlds.glyphs.prompts import (
     training_prompts,
 )
 from tdmr1.worlds.glyphs.quality import gray_fraction
-from tdmr1.worlds.glyphs.render import HEIGHT, WIDTH, render_text
+from tdmr1.worlds.glyphs.render import render_text
 
 #: The authors' OCR column of docs/METHOD.md sec. 4 (beta 10, surrogate CFG 4.5, t_min 300/1000 for both
 #: terms, all 4 steps rewarded). ``tdmr1 train`` without a config file and ``tdmr1 demo`` apply them.
@@ -36,22 +37,38 @@ RL_DEFAULTS = ("beta=10.0", "surrogate_cfg=4.5", "t_min_reward=0.3", "t_min_surr
 METRICS = (Metric("ocr_accuracy", "mean_score", "OCR accuracy"), Metric("exact_match", "overall", "exact match"))
 
 
+def config_file(stage: str, level: Level | str = STANDARD) -> str:
+    """The repository's config for a training stage (``pretrain``, ``distill``, ``train``) at the level:
+    ``configs/glyphs/<stage>.yaml`` (standard and hard share them), ``<stage>_compact.yaml`` at compact."""
+    suffix = "_compact" if get_level(level) == COMPACT else ""
+    return f"configs/glyphs/{stage}{suffix}.yaml"
+
+
 def model_hint(level: Level | str = STANDARD) -> str:
-    """How to make a model for the level (appended to image-shape mismatch errors)."""
-    name = get_level(level).world_name
+    """How to make a model for the level (appended to image-shape mismatch errors and to the demo's
+    missing-student error): the pretrain and distill commands with the level's configs."""
+    lvl = get_level(level)
+    name = lvl.world_name
+    if lvl == COMPACT:
+        why = "GlyphsEval v2 compact is 32x64 and models of the 32x128 levels do not fit"
+    else:
+        why = "GlyphsEval is spec v2 (32x128) and v1 models (32x64) do not fit"
+    teacher = f"runs/{name}-teacher"
     return (
-        f"GlyphsEval is spec v2 (32x128) and v1 models (32x64) do not fit; train a v2 teacher with "
-        f"`tdmr1 pretrain --world {name} --config configs/glyphs/pretrain.yaml --out runs/{name}-teacher` "
-        f"(then `tdmr1 distill`; see checkpoints/glyphs/README.md)"
+        f"{why}; train a v2 teacher with "
+        f"`tdmr1 pretrain --world {name} --config {config_file('pretrain', lvl)} --out {teacher}`, then the "
+        f"4-step student with `tdmr1 distill --world {name} --config {config_file('distill', lvl)} "
+        f"--teacher {teacher}/model --out runs/{name}-tdm4` (see checkpoints/glyphs/README.md)"
     )
 
 
 def render_oracle(
     metadata: dict[str, Any], rng: np.random.Generator | None = None, level: Level | str = STANDARD
 ) -> np.ndarray:
-    """The clean render (uint8 [32, 128, 3]) of the prompt's target text at the level's font size;
-    ``rng`` is unused (one render)."""
-    return render_text(target_text(str(metadata.get("prompt", "")), metadata), get_level(level).font_size)
+    """The clean render (uint8 [height, width, 3]: 32 x 128, compact 32 x 64) of the prompt's target
+    text at the level's font size; ``rng`` is unused (one render)."""
+    lvl = get_level(level)
+    return render_text(target_text(str(metadata.get("prompt", "")), metadata), lvl.font_size, lvl.width, lvl.height)
 
 
 def vocabulary() -> list[str]:
@@ -61,11 +78,12 @@ def vocabulary() -> list[str]:
 
 
 def make_world(level: Level | str = STANDARD) -> World:
-    """Build the glyphs world record of a level (``standard`` -> ``glyphs``, ``hard`` -> ``glyphs-hard``)."""
+    """Build the glyphs world record of a level (``standard`` -> ``glyphs``, ``hard`` -> ``glyphs-hard``,
+    ``compact`` -> ``glyphs-compact``)."""
     lvl = get_level(level)
     return World(
         name=lvl.world_name,
-        image_size=(HEIGHT, WIDTH),
+        image_size=lvl.image_size,
         tags=lvl.tags,
         images_per_prompt=BENCH_IMAGES_PER_PROMPT,
         tokenizer_mode="char",
