@@ -65,7 +65,7 @@ from tdmr1.models.lora.presets import SD35M_TRANSFORMER_CONFIG
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "scale" / "sd35m_geneval.yaml"
 
-#: SD3.5-Medium's transformer config (checked by tests/test_scale_lora.py: 382 adapter tensors)
+#: SD3.5-Medium's transformer config (checked by tests/models/test_scale_lora.py: 382 adapter tensors)
 SD35M: dict[str, Any] = SD35M_TRANSFORMER_CONFIG
 #: a 2-block transformer of the same class (first block dual-attention), for CPU checks
 TINY: dict[str, Any] = dict(

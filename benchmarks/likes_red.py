@@ -1,5 +1,5 @@
 """Learning a hidden "the shape is red" preference on ShapesEval: the rule, the prompts and the measurement
-shared by the likes end-to-end test (tests/test_likes_e2e.py, a person in headless Chromium) and this
+shared by the likes end-to-end test (tests/rewards/test_likes_e2e.py, a person in headless Chromium) and this
 script, which runs the same training with the rule as an in-process reward (no browser) to pick settings.
 
 - ``has_red_shape``: the hidden rule, read from the image alone: the ShapesEval checker finds an object

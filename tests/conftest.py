@@ -10,7 +10,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(int(os.environ.get("TDMR1_TEST_THREADS", "2")))
+TEST_THREADS = int(os.environ.get("TDMR1_TEST_THREADS", "2"))
+torch.set_num_threads(TEST_THREADS)
 
 TINY_BACKBONE = [
     "backbone.block_out_channels=[16, 16, 32]",
@@ -20,6 +21,14 @@ TINY_BACKBONE = [
     "backbone.text_layers=1",
     "backbone.text_heads=2",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _suite_thread_count():
+    """Every test starts with the suite's torch thread count: a benchmark's ``main(["--threads", "1"])`` or a
+    trainer with ``threads`` set changes it for the whole process, and the golden numbers depend on it."""
+    torch.set_num_threads(TEST_THREADS)
+    yield
 
 
 @pytest.fixture

@@ -58,7 +58,7 @@ class RLSettings:
     surrogate: Literal["implicit", "explicit"] = option(
         "implicit",
         "implicit: the paper's diffusion-model surrogate (reward d_ref - d); explicit: a labelled variant, a "
-        "reward head on the frozen base's features (reward_head.py), same loss, its input gradient as direction",
+        "reward head on the frozen base's features (r1/surrogate/head.py), same loss, its input gradient as direction",
     )
     beta: float = option(1.0, "Bradley-Terry temperature (GenEval 1, OCR 10)")
     t_min_surrogate: float = option(0.55, "lowest noise level for surrogate training (GenEval 550/1000)")
