@@ -1,9 +1,6 @@
-"""GlyphsEval (spec v2, ``docs/GLYPHS_SPEC.md``): random words (4-8 letters A-Z, DejaVu Sans Bold 16 px;
-level ``hard``: 6-10 letters, 14 px) on 32 x 128 signs (level ``compact``: 5-7 letters, 12 px, 32 x 64),
-scored by a real OCR engine (rapidocr), with per-length metrics.
-
-Importing this package never imports rapidocr; the OCR reward loads it on first use.
-"""
+"""GlyphsEval (spec v2, docs/GLYPHS_SPEC.md): random A-Z words on white signs at three levels (``glyphs``,
+``glyphs-hard``, ``glyphs-compact``), scored by a real OCR engine with per-length metrics; importing this package
+never imports rapidocr (the OCR reward loads it on first use)."""
 
 from tdmr1.worlds.glyphs.captions import sample_training_batch, sample_training_words
 from tdmr1.worlds.glyphs.levels import COMPACT, HARD, LEVELS, STANDARD, Level, get_level, length_tag

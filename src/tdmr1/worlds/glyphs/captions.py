@@ -1,9 +1,5 @@
-"""The teacher's training data: fresh random strings rendered, captioned with the exact text.
-
-Unlike shapes, the captions are not loose: every caption is the template prompt of the word it shows
-(``a sign that says "KQTAXB"``), as the spec asks. The strings come from their own stream (seed 1) and
-are never a benchmark or RL string (``lexicon.training_words``), so the teacher learns letters, not words.
-"""
+"""The teacher's training data: fresh random strings rendered and captioned with their exact text (the template
+prompt, ``a sign that says "KQTAXB"``), never a benchmark or RL string (docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

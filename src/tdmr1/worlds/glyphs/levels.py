@@ -1,16 +1,5 @@
-"""GlyphsEval difficulty levels (spec v2): canvas, font size, word lengths and the width rule of each.
-
-| level | world name | canvas (h x w) | font size | lengths | width rule |
-| --- | --- | --- | --- | --- | --- |
-| ``standard`` (default) | ``glyphs`` | 32 x 128 | 16 px | 4-8 | <= 120 px |
-| ``hard`` | ``glyphs-hard`` | 32 x 128 | 14 px | 6-10 | <= 120 px |
-| ``compact`` (CPU) | ``glyphs-compact`` | 32 x 64 | 12 px | 5-7 | <= 60 px |
-
-Everything else (DejaVu Sans Bold, seeds, 40 benchmark words per length, metric) is the same at every
-level; ``compact`` alone uses a 32 x 64 canvas (the level for machines without a GPU). A level is chosen
-by world name (``--world glyphs-compact``), so it is part of every run folder, checkpoint
-(``meta.world``) and result (``world``) it produces.
-"""
+"""GlyphsEval difficulty levels (spec v2): canvas, font size, word lengths and width rule of ``standard``,
+``hard`` and ``compact``, each chosen by world name (the table: docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

@@ -1,21 +1,5 @@
-"""Seeded strings of GlyphsEval v2: the benchmark, the RL prompts and the teacher's pre-training stream.
-
-A string is drawn with a ``numpy`` generator in this order: the length ``rng.integers(min_len,
-max_len + 1)`` (uniform over the level's lengths, 4-8 standard, 6-10 hard, 5-7 compact), then the
-letters ``rng.integers(0, 26, size=length)`` (uniform over A-Z); a string wider than the level's width
-rule at its font size (``text_width``; 120 px, compact 60 px) is rejected and its letters are redrawn at
-the same length, so lengths stay uniform and no word is clipped (``draw_string``).
-
-| set | seed | size | disjoint from |
-| --- | --- | --- | --- |
-| benchmark (GlyphsEval) | 2 | 40 per length (200; compact 120) | - |
-| RL training prompts | 3 | 2,000 | benchmark |
-| teacher pre-training captions | 1 (own stream) | fresh strings, unlimited | benchmark, RL |
-
-The benchmark and RL lists keep their draw order; a duplicate, a banned string, or (benchmark) a string
-whose length already has its 40 words is skipped and the next one drawn. Pre-training never uses a
-fixed list: every batch draws fresh strings and rejects any benchmark or RL string (set membership).
-"""
+"""Seeded strings of GlyphsEval v2: the benchmark, the RL prompts and the teacher's pre-training stream, drawn in a
+fixed order, disjoint, no string wider than the level's width rule (the draws and seeds: docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

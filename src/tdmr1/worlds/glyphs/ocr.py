@@ -1,12 +1,5 @@
-"""The OCR reward: rapidocr's PP-OCR text recogniser (ONNX, offline) reads each whole image.
-
-Recognition only: no text detector and no angle classifier, so each image is one text line, resized by
-rapidocr to its 48-pixel input height. The engine is built once per process and settings (module-level
-cache) from the ``PP-OCRv6_rec_small.onnx`` model that ships inside the ``rapidocr`` package, passed as
-an explicit model path so rapidocr never tries to download anything (the character list is stored in
-the ONNX file). ``rapidocr`` and ``onnxruntime`` are optional dependencies (``pip install "tdmr1[ocr]"``)
-and are imported only when the first reward is built.
-"""
+"""The OCR reward: rapidocr's PP-OCR text recogniser (ONNX, offline, recognition only) reads each whole image;
+rapidocr and onnxruntime (``tdmr1[ocr]``) are imported when the first reward is built (docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

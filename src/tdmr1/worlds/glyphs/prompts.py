@@ -1,12 +1,5 @@
-"""GlyphsEval prompts: the template, the target text of a prompt, the benchmark and RL splits, prompt files.
-
-Every prompt reads ``a sign that says "WORD"``; the target is the text between the first pair of double
-quotes. Metadata (one dict per prompt, like GenEval's) is ``{"prompt": ..., "tag": "5_letters", "text":
-WORD}`` with ``text`` in upper case A-Z and the tag naming its length, so every per-tag table (``tdmr1
-score``, ``eval``, ``compare``, the demo report) is GlyphsEval's per-length breakdown. Prompts written by
-hand may quote lower-case letters (the target is upper-cased) but nothing else: no digits, spaces or
-punctuation, and not an empty string; their tag is filled in from the text.
-"""
+"""GlyphsEval prompts: the template ``a sign that says "WORD"``, the target text of a prompt, the benchmark and RL
+splits, prompt files; metadata tags name the word's length (docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 

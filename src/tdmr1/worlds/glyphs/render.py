@@ -1,13 +1,5 @@
-"""Word renderer (spec v2): black DejaVu Sans Bold text centred on a white canvas, uint8 RGB.
-
-The canvas and font size are the level's (32 x 128 at 16 px standard and 14 px hard; 32 x 64 at 12 px
-compact). Centring uses the ink box PIL reports for the text (``ImageFont.getbbox`` at the default ``la``
-anchor): the text is drawn at ``x = (width - ink_width) // 2 - left`` and
-``y = (height - ink_height) // 2 - top`` (integer pixels, so renders are exact and deterministic). No
-rotation, no noise. The lexicons never hold a string wider than the level's width rule (120 px, compact
-60 px; ``text_width``, PIL ``FreeTypeFont.getlength``); hand-written prompts wider than the canvas are
-centred all the same and clipped at both sides.
-"""
+"""Word renderer (spec v2): black DejaVu Sans Bold text centred on a white canvas of the level's size, uint8 RGB,
+exact and deterministic (the centring rule: docs/DESIGN_NOTES.md)."""
 
 from __future__ import annotations
 
