@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -36,24 +38,12 @@ def tiny_backbone_overrides() -> list[str]:
     return list(TINY_BACKBONE)
 
 
-BRIGHTNESS_REWARD = """
-import numpy as np
-from tdmr1.rewards import RewardOutput
-
-
-class Brightness:
-    name = "brightness"
-
-    def __call__(self, images, prompts, metadata):
-        return RewardOutput(images.astype(np.float32).mean(axis=(1, 2, 3)) / 255.0)
-"""
-
-
 @pytest.fixture
 def brightness_reward_file(tmp_path):
-    """A black-box reward in a user's file (mean brightness): pass ``f"{path}:Brightness"``."""
+    """The tests' dense reward (``tests/brightness_reward.py``, also ``helpers.Brightness``) as a black-box
+    reward in a user's file: pass ``f"{path}:Brightness"``."""
     path = tmp_path / "my_reward.py"
-    path.write_text(BRIGHTNESS_REWARD)
+    shutil.copyfile(Path(__file__).with_name("brightness_reward.py"), path)
     return path
 
 

@@ -14,33 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tdmr1.cli.app import main
+from helpers import assert_one_line_error, cli
 from tdmr1.errors import RewardError
 from tdmr1.rewards.guard import SkipBudget
-
-
-def cli(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
-    """Run ``tdmr1 ARGS`` in-process through ``main()``; (exit code, stdout, stderr). 40 columns: a
-    message that rich would wrap must still come out as one line."""
-    monkeypatch.setenv("COLUMNS", "40")
-    monkeypatch.setattr(sys, "argv", ["tdmr1", *args])
-    capsys.readouterr()
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    lines = err.strip("\n").split("\n")
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from helpers import assert_one_line_error, cli
 from tdmr1.config import load_config, to_dict
 from tdmr1.errors import RewardError
 from tdmr1.models.checkpoints import ADAPTER_FILE
@@ -19,7 +20,6 @@ from tdmr1.rewards.serving import display_url
 from tdmr1.tdm.student import load_student_adapter
 from tdmr1.teacher import pretrain as pretrain_mod
 from tdmr1.teacher.pretrain import PretrainConfig
-from test_failure_modes import assert_one_line_error, cli
 
 
 def _student_copy(student, folder, config=None, adapter=None):

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 
-from test_rl import _cfg
-
 from bench_module import load_benchmark
+from helpers import rl_cfg
 from tdmr1.r1.trainer import TDMR1Trainer
 
 
 def test_heldout_ranking_of_a_checkpointed_run(tiny_student, tmp_path):
     run = tmp_path / "run"
-    cfg = _cfg(tiny_student, "surrogate=explicit", "explicit_input=pixels", "head_width=8", "iterations=1")
+    cfg = rl_cfg(tiny_student, "surrogate=explicit", "explicit_input=pixels", "head_width=8", "iterations=1")
     TDMR1Trainer(cfg, run, quiet=True).run()
     out = tmp_path / "heldout.json"
     load_benchmark("surrogate_heldout").main(["--run", str(run), "--batches", "2", "--out", str(out)])

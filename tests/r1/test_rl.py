@@ -7,14 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tdmr1.config import load_config
+from helpers import Brightness, mean_brightness, rl_cfg
 from tdmr1.diffusion.flow import bridge_coefficients
 from tdmr1.errors import RewardError
-from tdmr1.r1.config import RLConfig
 from tdmr1.r1.diagnostics import pearson
 from tdmr1.r1.losses import group_advantages, surrogate_loss, surrogate_target
 from tdmr1.r1.trainer import TDMR1Trainer
 from tdmr1.reward_protocol import RewardOutput
+from tdmr1.utils.io import METRICS_FILE, read_jsonl
 
 
 def test_advantages_match_hand_computation():
@@ -57,34 +57,18 @@ def test_surrogate_target_is_flow_target_when_clean_and_bridge_velocity_otherwis
     assert torch.allclose(v, (-t * score - x_tau) / (1 - t), atol=1e-4)  # velocity = (-tau score - x)/(1-tau)
 
 
-def _args(student) -> list[str]:
-    return [
-        f"init={student}",
-        "lora.rank=2",
-        "prompts_per_iteration=2",
-        "group_size=2",
-        "minibatch_groups=1",
-        "val_every=0",
-        "checkpoint_every=1",
-    ]
-
-
-def _cfg(student, *extra):
-    return load_config(RLConfig, None, [*_args(student), *extra])
-
-
 def test_fresh_surrogate_gives_zero_reward_direction(tiny_student, tmp_path):
-    trainer = TDMR1Trainer(_cfg(tiny_student, "surrogate_cfg=1.0"), tmp_path, quiet=True)
+    trainer = TDMR1Trainer(rl_cfg(tiny_student, "surrogate_cfg=1.0"), tmp_path, quiet=True)
     ro = trainer.rollout()
     stats = trainer.update.generator(ro)
     assert stats["reward_dir_norm"] == 0.0
 
 
 def test_one_iteration_and_exact_resume(tiny_student, tmp_path):
-    cfg = _cfg(tiny_student, "iterations=2")
+    cfg = rl_cfg(tiny_student, "iterations=2")
     a = TDMR1Trainer(cfg, tmp_path / "a", quiet=True)
     a.run()
-    b = TDMR1Trainer(load_config(RLConfig, None, [*_args(tiny_student), "iterations=1"]), tmp_path / "b", quiet=True)
+    b = TDMR1Trainer(rl_cfg(tiny_student, "iterations=1"), tmp_path / "b", quiet=True)
     b.run()
     c = TDMR1Trainer(cfg, tmp_path / "b", quiet=True)  # resumes at iteration 1, runs iteration 2
     c.run()
@@ -117,7 +101,7 @@ class _BadReward:
     "mode, message", [("raise", "raised ValueError: detector crashed"), ("nan", "non-finite"), ("sleep", "timed out")]
 )
 def test_bad_reward_stops_cleanly_with_checkpoint_intact(tiny_student, tmp_path, mode, message):
-    trainer = TDMR1Trainer(_cfg(tiny_student, "iterations=3", "reward_timeout_s=0.5"), tmp_path, quiet=True)
+    trainer = TDMR1Trainer(rl_cfg(tiny_student, "iterations=3", "reward_timeout_s=0.5"), tmp_path, quiet=True)
     trainer.iteration()
     trainer.save()
     before = (tmp_path / "state.pt").read_bytes()
@@ -127,21 +111,33 @@ def test_bad_reward_stops_cleanly_with_checkpoint_intact(tiny_student, tmp_path,
     assert (tmp_path / "state.pt").read_bytes() == before
 
 
+class _FailsFirst:
+    """NaN scores for its first ``n`` batches, then 0.5 for every image."""
+
+    name = "fails_first"
+
+    def __init__(self, n: int):
+        self.left = n
+
+    def __call__(self, images, prompts, metadata):
+        bad, self.left = self.left > 0, max(self.left - 1, 0)
+        return RewardOutput(np.full(len(images), np.nan if bad else 0.5, dtype=np.float32))
+
+
 def test_bad_reward_batches_can_be_skipped(tiny_student, tmp_path):
-    trainer = TDMR1Trainer(
-        _cfg(
-            tiny_student, "iterations=1", "skip_bad_reward_batches=true", "max_minutes=0.05", "max_skipped_batches=1000"
-        ),
-        tmp_path / "a",
-        quiet=True,
-    )
-    trainer.reward = _BadReward("nan")
-    trainer.run()  # never succeeds; stops at the time budget without crashing
-    assert trainer.step == 0
+    """A batch whose reward fails is dropped (no iteration counted or logged) and the run goes on to finish
+    its iterations on good batches; max_skipped_batches failures in a row are still allowed."""
+    cfg = rl_cfg(tiny_student, "iterations=1", "skip_bad_reward_batches=true", "max_skipped_batches=2", "log_every=1")
+    trainer = TDMR1Trainer(cfg, tmp_path, quiet=True)
+    trainer.reward = _FailsFirst(2)
+    trainer.run()
+    assert trainer.step == 1 and trainer.reward.left == 0
+    logged = [row for row in read_jsonl(tmp_path / METRICS_FILE) if "reward" in row]
+    assert [(row["step"], row["reward"]) for row in logged] == [(1, 0.5)]  # the good batch only
 
 
 def test_an_always_failing_reward_stops_after_the_skip_cap(tiny_student, tmp_path):
-    cfg = _cfg(tiny_student, "iterations=100", "skip_bad_reward_batches=true", "max_skipped_batches=2")
+    cfg = rl_cfg(tiny_student, "iterations=100", "skip_bad_reward_batches=true", "max_skipped_batches=2")
     trainer = TDMR1Trainer(cfg, tmp_path, quiet=True)
     trainer.reward = _BadReward("nan")
     with pytest.raises(RewardError, match="3 reward batches failed in a row"):
@@ -149,29 +145,11 @@ def test_an_always_failing_reward_stops_after_the_skip_cap(tiny_student, tmp_pat
     assert trainer.step == 0
 
 
-class _Brightness:
-    """A dense, trivially learnable black-box reward: mean pixel value."""
-
-    name = "brightness"
-
-    def __call__(self, images, prompts, metadata):
-        return RewardOutput(images.astype(np.float32).mean(axis=(1, 2, 3)) / 255.0)
-
-
-def _mean_brightness(trainer: TDMR1Trainer) -> float:
-    from tdmr1.pipelines.generate import generate_images
-
-    prompts = [md["prompt"] for md in trainer.pool[:16]]
-    with trainer.roles.use("generator"):
-        images = generate_images(trainer.model, prompts, list(range(16)), trainer.sampling)
-    return float(images.mean() / 255.0)
-
-
 def test_rl_climbs_a_learnable_black_box_reward(tiny_student, tmp_path):
     """End to end (rollout -> reward -> surrogate -> generator): a few iterations raise the reward on
     fixed seeds; a sign error anywhere in the surrogate or generator terms makes this fail."""
     torch.manual_seed(0)
-    cfg = _cfg(
+    cfg = rl_cfg(
         tiny_student,
         "prompts_per_iteration=4",
         "group_size=4",
@@ -185,11 +163,11 @@ def test_rl_climbs_a_learnable_black_box_reward(tiny_student, tmp_path):
         "prompt_stream=pool",  # brightness ignores the prompt: keep the prompt draws this test was tuned on
     )
     trainer = TDMR1Trainer(cfg, tmp_path, quiet=True)
-    trainer.reward = _Brightness()
-    before = _mean_brightness(trainer)
+    trainer.reward = Brightness()
+    before = mean_brightness(trainer)
     stats = [trainer.iteration() for _ in range(6)]
     sur_rank = [s["sur_rank"] for s in stats]
-    after = _mean_brightness(trainer)
+    after = mean_brightness(trainer)
     assert after > before + 0.01, (before, after)
     # the diagnostic sees it too: a fresh batch's advantages agree with the surrogate's margin d_ref - d
     # (multi-draw, its own random draws, so training is unchanged by it)

@@ -12,29 +12,19 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import BRIGHTNESS_REWARD_FILE
 from tdmr1.config import load_config
 from tdmr1.errors import ConfigError
 from tdmr1.r1.config import RLConfig, batch_layout
 from tdmr1.r1.trainer import TDMR1Trainer
 from tdmr1.training.distributed import BatchLayout
 
-
-class Brightness:
-    """A dense black-box reward (mean pixel value): with the shapes checker's 0/1 scores most tiny groups
-    have zero advantages, the fresh surrogate's first gradient is float rounding, and Adam's normalised
-    step turns rounding into lr-sized differences between any two batch layouts."""
-
-    name = "brightness"
-
-    def __call__(self, images, prompts, metadata):
-        from tdmr1.reward_protocol import RewardOutput
-
-        return RewardOutput(images.astype(np.float32).mean(axis=(1, 2, 3)) / 255.0)
-
-
-#: 2 prompt groups x G = 2 per iteration, one group per minibatch: 1 image of each group per process
+#: 2 prompt groups x G = 2 per iteration, one group per minibatch: 1 image of each group per process. The
+#: reward is dense (mean pixel value): with the shapes checker's 0/1 scores most tiny groups have zero
+#: advantages, the fresh surrogate's first gradient is float rounding, and Adam's normalised step turns
+#: rounding into lr-sized differences between any two batch layouts.
 ARGS = [
-    f"reward={__file__}:Brightness",
+    f"reward={BRIGHTNESS_REWARD_FILE}:Brightness",
     "lora.rank=2",
     "prompts_per_iteration=2",
     "group_size=2",

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_rl import _Brightness, _cfg  # shared with the trainer's own tests
 
+from helpers import Brightness, mean_brightness, rl_cfg
 from tdmr1.diffusion.flow import inverse_time_shift, uniform_sigmas
 from tdmr1.errors import ConfigError
 from tdmr1.r1.config import RLConfig
@@ -53,14 +53,14 @@ def test_more_train_steps_than_states_does_not_shrink_gradients(tiny_student, tm
     stats = []
     for steps in (4, 8):
         torch.manual_seed(0)
-        tr = TDMR1Trainer(_cfg(tiny_student, f"train_steps_per_iteration={steps}"), tmp_path / str(steps), quiet=True)
+        tr = TDMR1Trainer(rl_cfg(tiny_student, f"train_steps_per_iteration={steps}"), tmp_path / str(steps), quiet=True)
         stats.append(tr.iteration())
     for key in ("loss_fake", "grad_fake", "loss_gen", "grad_gen"):
         assert stats[0][key] == pytest.approx(stats[1][key], rel=1e-5), key
 
 
 def test_sur_rank_is_logged_per_tau_band_and_starts_at_zero(tiny_student, tmp_path):
-    tr = TDMR1Trainer(_cfg(tiny_student, "sur_rank_every=1", "sur_rank_bands=[0.3, 0.7, 1.0]"), tmp_path, quiet=True)
+    tr = TDMR1Trainer(rl_cfg(tiny_student, "sur_rank_every=1", "sur_rank_bands=[0.3, 0.7, 1.0]"), tmp_path, quiet=True)
     stats = tr.iteration()
     assert stats["sur_rank"] == 0.0  # surrogate == base before its first step
     assert {"sur_rank_tau_0.30_0.70", "sur_rank_tau_0.70_1.00"} <= set(stats)
@@ -68,30 +68,66 @@ def test_sur_rank_is_logged_per_tau_band_and_starts_at_zero(tiny_student, tmp_pa
 
 def test_config_rejects_bad_levers(tiny_student):
     with pytest.raises(ConfigError, match="t_max_surrogate"):
-        _cfg(tiny_student, "t_min_surrogate=0.8", "t_max_surrogate=0.7")
+        rl_cfg(tiny_student, "t_min_surrogate=0.8", "t_max_surrogate=0.7")
     with pytest.raises(ConfigError, match="sur_rank_bands"):
-        _cfg(tiny_student, "sur_rank_bands=[0.5, 0.3]")
+        rl_cfg(tiny_student, "sur_rank_bands=[0.5, 0.3]")
     with pytest.raises(ConfigError, match="surrogate_steps"):
-        _cfg(tiny_student, "surrogate_steps=0")
+        rl_cfg(tiny_student, "surrogate_steps=0")
 
 
 def test_replay_runs_extra_surrogate_steps_on_stored_rollouts(tiny_student, tmp_path):
-    tr = TDMR1Trainer(_cfg(tiny_student, "surrogate_steps=3", "surrogate_replay=2"), tmp_path, quiet=True)
+    """Of an iteration's 3 surrogate steps the first trains on the fresh batch, the other two on batches of
+    earlier iterations drawn from the buffer (once there are any); the buffer keeps the last 2 batches."""
+    tr = TDMR1Trainer(rl_cfg(tiny_student, "surrogate_steps=3", "surrogate_replay=2"), tmp_path, quiet=True)
+    fresh: list[torch.Tensor] = []  # each iteration's rollout states
+    fed: list[torch.Tensor] = []  # the states of every batch a surrogate step trained on
+    rollout, surrogate_step = tr.rollout, tr.update.surrogate_step
+
+    def recorded_rollout(*args, **kwargs):
+        ro = rollout(*args, **kwargs)
+        fresh.append(ro.states)
+        return ro
+
+    def recorded_step(ro):
+        fed.append(ro.states)
+        return surrogate_step(ro)
+
+    tr.rollout, tr.update.surrogate_step = recorded_rollout, recorded_step  # type: ignore[method-assign]
     for _ in range(3):
         tr.iteration()
-    assert len(tr.replay) == 2
+
+    def iteration_of(states: torch.Tensor) -> int:
+        (i,) = [i for i, f in enumerate(fresh) if torch.equal(f, states)]
+        return i
+
+    assert len(fresh) == 3
+    steps = [iteration_of(s) for s in fed]
+    assert steps[:3] == [0, 0, 0]  # an empty buffer: every step on the fresh batch
+    for i in (1, 2):
+        first, *replayed = steps[3 * i : 3 * i + 3]
+        assert first == i and all(j < i for j in replayed), steps
+    assert [iteration_of(ro.states) for ro in tr.replay] == [1, 2]
 
 
 def test_surrogate_can_have_its_own_lora(tiny_student, tmp_path):
+    """lora_surrogate gives the surrogate (and its lagging copy) an adapter of its own, rank 4 on to_q/to_k/to_v
+    only, and that adapter is what the surrogate steps train."""
     tr = TDMR1Trainer(
-        _cfg(tiny_student, "lora_surrogate.rank=4", "lora_surrogate.target_modules=[to_q, to_k, to_v]"),
+        rl_cfg(tiny_student, "lora_surrogate.rank=4", "lora_surrogate.target_modules=[to_q, to_k, to_v]"),
         tmp_path,
         quiet=True,
     )
     n_gen = sum(p.numel() for p in tr.roles.parameters("generator"))
     n_sur = sum(p.numel() for p in tr.roles.parameters("surrogate"))
     assert n_sur != n_gen and n_sur == sum(p.numel() for p in tr.roles.parameters("surrogate_old"))
+    before = {role: tr.roles.adapter_state(role) for role in ("generator", "surrogate")}
+    assert all(k.split(".lora_")[0].rsplit(".", 1)[-1] in {"to_q", "to_k", "to_v"} for k in before["surrogate"])
+    assert {v.shape[0] for k, v in before["surrogate"].items() if "lora_A" in k} == {4}
+    tr.reward = Brightness()  # dense: advantages differ from 0 within every group, so the surrogate learns
     tr.iteration()
+    for role, old in before.items():  # the surrogate's own adapter is the one its steps train
+        new = tr.roles.adapter_state(role)
+        assert any(not torch.equal(new[k], v) for k, v in old.items()), role
 
 
 def test_explicit_loss_and_direction_by_hand():
@@ -110,10 +146,8 @@ def test_explicit_loss_and_direction_by_hand():
 
 def test_explicit_surrogate_learns_to_rank_and_lifts_a_learnable_reward(tiny_student, tmp_path):
     """The labelled explicit variant, end to end: its head ranks fresh batches and the generator climbs."""
-    from tdmr1.pipelines.generate import generate_images
-
     torch.manual_seed(0)
-    cfg = _cfg(
+    cfg = rl_cfg(
         tiny_student,
         "surrogate=explicit",
         "prompts_per_iteration=4",
@@ -129,32 +163,26 @@ def test_explicit_surrogate_learns_to_rank_and_lifts_a_learnable_reward(tiny_stu
         "surrogate_replay=4",
     )
     tr = TDMR1Trainer(cfg, tmp_path, quiet=True)
-    tr.reward = _Brightness()
-    prompts = [md["prompt"] for md in tr.pool[:16]]
-
-    def brightness() -> float:
-        with tr.roles.use("generator"):
-            return float(generate_images(tr.model, prompts, list(range(16)), tr.sampling).mean() / 255.0)
-
-    before = brightness()
+    tr.reward = Brightness()
+    before = mean_brightness(tr)
     stats = [tr.iteration() for _ in range(6)]
     ranks = [s["sur_rank"] for s in stats]
     assert ranks[0] == 0.0 and np.mean(ranks[1:]) > 0.2, ranks
-    assert brightness() > before + 0.01
+    assert mean_brightness(tr) > before + 0.01
 
 
 @pytest.mark.parametrize("variant", ["implicit", "explicit"])
 def test_kill_and_resume_logs_the_same_numbers(tiny_student, tmp_path, variant):
     """Every logged number of an interrupted-and-resumed run equals the uninterrupted run's."""
     extra = [f"surrogate={variant}", "sur_rank_every=1", "surrogate_steps=2", "surrogate_replay=2", "iterations=3"]
-    straight = TDMR1Trainer(_cfg(tiny_student, *extra), tmp_path / "a", quiet=True)
+    straight = TDMR1Trainer(rl_cfg(tiny_student, *extra), tmp_path / "a", quiet=True)
     expected = [straight.iteration() for _ in range(3)]
-    first = TDMR1Trainer(_cfg(tiny_student, *extra), tmp_path / "b", quiet=True)
+    first = TDMR1Trainer(rl_cfg(tiny_student, *extra), tmp_path / "b", quiet=True)
     got = [first.iteration() for _ in range(2)]
     first.save()
     del first
     torch.manual_seed(123)  # a resumed process starts with a different global RNG
-    resumed = TDMR1Trainer(_cfg(tiny_student, *extra), tmp_path / "b", quiet=True)
+    resumed = TDMR1Trainer(rl_cfg(tiny_student, *extra), tmp_path / "b", quiet=True)
     assert resumed.resume() and resumed.step == 2
     got.append(resumed.iteration())
     for e, g in zip(expected, got, strict=True):
@@ -166,7 +194,7 @@ def test_kill_and_resume_logs_the_same_numbers(tiny_student, tmp_path, variant):
 def test_fake_update_reuses_the_rollouts_generator_step(tiny_student, tmp_path, monkeypatch):
     """The fake score trains on the rollout's own x0 predictions (the generator has not changed since the
     rollout): no generator forward, the same loss and gradients as running it again; replay keeps none."""
-    tr = TDMR1Trainer(_cfg(tiny_student, "surrogate_steps=2", "surrogate_replay=2"), tmp_path, quiet=True)
+    tr = TDMR1Trainer(rl_cfg(tiny_student, "surrogate_steps=2", "surrogate_replay=2"), tmp_path, quiet=True)
     ro = tr.rollout()
     assert ro.x0_preds is not None and ro.x0_preds.shape == ro.states[1:].shape
     fake_params = [p for g in tr.opt["fake"].param_groups for p in g["params"]]

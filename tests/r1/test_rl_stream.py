@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_rl import _Brightness, _cfg
 
+from helpers import Brightness, rl_cfg
 from tdmr1.errors import ConfigError
 from tdmr1.r1.config import reward_queries
 from tdmr1.r1.draws import reward_point
@@ -79,8 +79,8 @@ def test_regression_loss_is_zero_exactly_when_r_matches_the_centred_advantages()
 
 
 def test_pixel_surrogate_runs_no_backbone_forward(tiny_student, tmp_path):
-    tr = TDMR1Trainer(_cfg(tiny_student, *PIXELS, "explicit_loss=mse"), tmp_path, quiet=True)
-    tr.reward = _Brightness()  # a reward that differs within every group
+    tr = TDMR1Trainer(rl_cfg(tiny_student, *PIXELS, "explicit_loss=mse"), tmp_path, quiet=True)
+    tr.reward = Brightness()  # a reward that differs within every group
     ro = tr.rollout()
     calls = []
     original = tr.system.velocity
@@ -92,14 +92,14 @@ def test_pixel_surrogate_runs_no_backbone_forward(tiny_student, tmp_path):
 
 def test_warm_up_trains_the_surrogate_once_and_resume_skips_it(tiny_student, tmp_path):
     extra = [*PIXELS, "surrogate_warmup=3", "surrogate_warmup_steps=4", "surrogate_replay=4", "iterations=1"]
-    tr = TDMR1Trainer(_cfg(tiny_student, *extra), tmp_path / "a", quiet=True)
+    tr = TDMR1Trainer(rl_cfg(tiny_student, *extra), tmp_path / "a", quiet=True)
     before = [p.detach().clone() for p in tr.surrogate.parameters()]
     tr.run()
     assert tr.warmup_state.done and len(tr.replay) == 4  # 3 warm-up batches + the iteration's fresh one
     assert any(not torch.equal(a, b) for a, b in zip(before, tr.surrogate.parameters(), strict=True))
     lines = (tmp_path / "a" / "metrics.jsonl").read_text()
     assert "warmup/sur_rank" in lines
-    again = TDMR1Trainer(_cfg(tiny_student, *extra[:-1], "iterations=2"), tmp_path / "a", quiet=True)
+    again = TDMR1Trainer(rl_cfg(tiny_student, *extra[:-1], "iterations=2"), tmp_path / "a", quiet=True)
     calls = []
     again.warm_up_surrogate = lambda log: calls.append(1) or {}
     again.run()
@@ -107,7 +107,7 @@ def test_warm_up_trains_the_surrogate_once_and_resume_skips_it(tiny_student, tmp
 
 
 def test_extra_surrogate_rollouts_fill_the_replay_and_count_as_reward_queries(tiny_student, tmp_path):
-    tr = TDMR1Trainer(_cfg(tiny_student, *PIXELS, "surrogate_rollouts=2", "surrogate_replay=6"), tmp_path, quiet=True)
+    tr = TDMR1Trainer(rl_cfg(tiny_student, *PIXELS, "surrogate_rollouts=2", "surrogate_replay=6"), tmp_path, quiet=True)
     stats = tr.iteration()
     assert len(tr.replay) == 3 and all(ro.x0_preds is None for ro in tr.replay)
     assert stats["reward_queries"] == 3 * 2 * 2 == reward_queries(tr.cfg, 1)
@@ -115,7 +115,7 @@ def test_extra_surrogate_rollouts_fill_the_replay_and_count_as_reward_queries(ti
 
 
 def test_sur_rank_is_broken_down_by_tag(tiny_student, tmp_path):
-    tr = TDMR1Trainer(_cfg(tiny_student, *PIXELS, "sur_rank_every=1"), tmp_path, quiet=True)
+    tr = TDMR1Trainer(rl_cfg(tiny_student, *PIXELS, "sur_rank_every=1"), tmp_path, quiet=True)
     stats = tr.iteration()
     ro_tags = {k.split("/", 1)[1] for k in stats if k.startswith("tag_share/")}
     assert {f"sur_rank/{t}" for t in ro_tags} <= set(stats)
@@ -123,10 +123,10 @@ def test_sur_rank_is_broken_down_by_tag(tiny_student, tmp_path):
 
 def test_config_refuses_inconsistent_stream_and_warm_up_settings(tiny_student):
     with pytest.raises(ConfigError, match="surrogate_rollouts"):
-        _cfg(tiny_student, "surrogate_rollouts=2", "surrogate_replay=2")
+        rl_cfg(tiny_student, "surrogate_rollouts=2", "surrogate_replay=2")
     with pytest.raises(ConfigError, match="surrogate_warmup"):
-        _cfg(tiny_student, "surrogate_warmup=4", "surrogate_replay=2")
+        rl_cfg(tiny_student, "surrogate_warmup=4", "surrogate_replay=2")
     with pytest.raises(ConfigError, match="t_max_reward"):
-        _cfg(tiny_student, "t_max_reward=0.1", "t_min_reward=0.2")
+        rl_cfg(tiny_student, "t_max_reward=0.1", "t_min_reward=0.2")
     with pytest.raises(ConfigError, match="tag_weights"):
-        _cfg(tiny_student, "tag_weights={counting: -1}")
+        rl_cfg(tiny_student, "tag_weights={counting: -1}")

@@ -19,14 +19,14 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "scale"
 
 
 @pytest.mark.parametrize(
-    "name, kind, beta, sur_cfg, t_min",
+    "name, kind, beta, sur_cfg, t_min, prompts, micro",
     [
-        ("sd35m_geneval", "sd3", 1.0, 2.5, (0.25, 0.55)),
-        ("sd35m_ocr", "sd3", 10.0, 4.5, (0.3, 0.3)),
-        ("zimage", "zimage", 1.0, 2.5, (0.25, 0.55)),
+        ("sd35m_geneval", "sd3", 1.0, 2.5, (0.25, 0.55), 48, 12),
+        ("sd35m_ocr", "sd3", 10.0, 4.5, (0.3, 0.3), 48, 12),
+        ("zimage", "zimage", 1.0, 2.5, (0.25, 0.55), 24, 6),
     ],
 )
-def test_scale_configs(name, kind, beta, sur_cfg, t_min):
+def test_scale_configs(name, kind, beta, sur_cfg, t_min, prompts, micro):
     cfg = load_config(ScaleRLConfig, CONFIGS / f"{name}.yaml")
     assert cfg.backbone.kind == kind
     preset = lora_settings(f"{kind}-authors")
@@ -37,8 +37,10 @@ def test_scale_configs(name, kind, beta, sur_cfg, t_min):
     assert (cfg.beta, cfg.surrogate_cfg, (cfg.t_min_reward, cfg.t_min_surrogate)) == (beta, sur_cfg, t_min)
     assert (cfg.lr_generator, cfg.lr_fake, cfg.lr_surrogate) == (7.5e-5, 3e-4, 3e-4)
     assert cfg.group_size == 24
-    layout = cfg.layout(8)
-    assert layout.images_per_process * 8 == cfg.prompts_per_iteration * cfg.group_size
+    assert (cfg.prompts_per_iteration, cfg.per_device_batch) == (prompts, micro)
+    layout = cfg.layout(8)  # the authors' 8 processes: prompts x 24 images, split evenly, in micro-batches
+    assert (layout.images_per_process, layout.per_device_batch) == (prompts * 24 // 8, micro)
+    assert layout.rows().tolist()[:6] == [0, 1, 2, 24, 25, 26]  # rank 0: 3 images of every group
     with pytest.raises(ConfigError):
         cfg.layout(7)
 

@@ -22,9 +22,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
-from test_likes_browser import CHROMIUM, _Browser  # noqa: E402 - the DevTools-pipe driver
-
 from bench_module import load_benchmark  # noqa: E402
+from devtools_browser import CHROMIUM, Browser  # noqa: E402 - the DevTools-pipe driver
 from tdmr1.config import load_config  # noqa: E402
 from tdmr1.r1.config import RLConfig  # noqa: E402
 from tdmr1.r1.trainer import TDMR1Trainer  # noqa: E402
@@ -51,7 +50,7 @@ class _Person(threading.Thread):
     Should the browser fail, the error is kept (the test fails on it) and the pending batches are
     dismissed straight through ``session`` so that the trainer, which waits on labels, never hangs."""
 
-    def __init__(self, browser: _Browser, url: str, session: LikesSession):
+    def __init__(self, browser: Browser, url: str, session: LikesSession):
         super().__init__(daemon=True)
         self.browser, self.url, self.session = browser, url, session
         self.stop, self.seen, self.error = threading.Event(), [], None
@@ -106,7 +105,7 @@ def test_a_person_who_likes_red_shapes_teaches_the_generator(tmp_path):
     trainer = TDMR1Trainer(load_config(RLConfig, None, overrides), tmp_path / "run", quiet=True)
     train, held = likes_red.prompt_split()
     trainer.pool = train
-    person = _Person(_Browser(tmp_path / "profile"), trainer.reward.url, trainer.reward.session)
+    person = _Person(Browser(tmp_path / "profile"), trainer.reward.url, trainer.reward.session)
     person.start()
     try:
         model = trainer.run(resume=False)

@@ -278,8 +278,10 @@ def test_png_round_trip_is_lossless():
     from tdmr1.rewards.protocol import decode_image
 
     img = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    assert np.array_equal(decode_image(encode_image(img)), img)
-    assert json.loads(json.dumps({"x": base64.b64encode(b"a").decode()}))
+    text = encode_image(img)
+    assert isinstance(text, str) and text.isascii()  # a JSON string as it is, no escaping
+    assert base64.b64decode(text, validate=True).startswith(b"\x89PNG\r\n\x1a\n")
+    assert np.array_equal(decode_image(json.loads(json.dumps({"x": text}))["x"]), img)
 
 
 @pytest.mark.parametrize("flags, size", [([], [32, 32]), (["--any-size"], None)])

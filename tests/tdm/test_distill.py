@@ -48,7 +48,18 @@ def test_direction_is_zero_when_fake_equals_teacher(tiny_teacher):
     loss = generator_loss(system, x0_hat, x_next, system.sigmas[j + 1], cond, uncond, cfg=1.0, huber_c=None)
     assert loss.item() == 0.0
     loss.backward()
-    assert all(p.grad is None or p.grad.abs().max() == 0 for p in system.roles.parameters("generator"))
+    gen = list(system.roles.parameters("generator"))
+    assert gen
+    assert all(p.grad is not None for p in gen)  # the loss reaches every generator weight...
+    assert all(p.grad.abs().max() == 0 for p in gen)  # ...with a zero direction
+    with torch.no_grad():  # control: a fake that differs from the teacher gives the generator a gradient
+        for p in system.roles.parameters("fake"):
+            p.add_(0.1 * torch.randn_like(p))
+    for p in gen:
+        p.grad = None
+    x0_hat, x_next = system.generator_step(x, j, cond)
+    generator_loss(system, x0_hat, x_next, system.sigmas[j + 1], cond, uncond, cfg=1.0, huber_c=None).backward()
+    assert max(p.grad.abs().max() for p in gen) > 0
 
 
 def test_roles_change_outputs_only_through_the_active_adapter(tiny_teacher):

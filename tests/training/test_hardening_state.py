@@ -9,12 +9,12 @@ import os
 import pytest
 import torch
 
+from helpers import assert_one_line_error, cli
 from tdmr1.config import load_config, to_dict
 from tdmr1.errors import CheckpointError, DataError
 from tdmr1.teacher.pretrain import PretrainConfig
 from tdmr1.training.run_folder import check_run_folder
 from tdmr1.training.state import load_training_state, prepare_run_dir, save_training_state
-from test_failure_modes import assert_one_line_error, cli
 
 
 class _Payload:
