@@ -29,7 +29,7 @@ def _run(rank: int, world: int, init_file: str | None, out_dir: str) -> None:
     from tdmr1.models.lora.presets import lora_settings
     from tdmr1.models.lora.roles import Roles
     from tdmr1.r1.losses import group_advantages
-    from tdmr1.training.distributed import RoleSync, ddp_registered, gather_cat, shared_generator
+    from tdmr1.training.distributed import RoleSync, all_reduce_grads, ddp_registered, gather_cat, shared_generator
 
     torch.set_num_threads(1)
     if init_file is not None:
@@ -67,7 +67,7 @@ def _run(rank: int, world: int, init_file: str | None, out_dir: str) -> None:
             ).sample
         loss = (v - target[rows]).pow(2).mean()
         loss.backward()
-        sync.all_reduce(role)
+        all_reduce_grads(roles.parameters(role))  # what the trainer does after a role's backward
         with torch.no_grad():
             for p in roles.parameters(role):
                 p.sub_(1.0 * p.grad)

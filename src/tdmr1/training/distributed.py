@@ -27,10 +27,6 @@ def rank_and_size() -> tuple[int, int]:
     return 0, 1
 
 
-def is_main() -> bool:
-    return rank_and_size()[0] == 0
-
-
 #: accelerate-launch settings this module does not implement (env var -> what it asks for)
 UNSUPPORTED_ACCELERATE = {
     "ACCELERATE_USE_FSDP": "FSDP",
@@ -187,12 +183,6 @@ def shared_generator(seed: int, step: int, device: torch.device | str = "cpu") -
     return torch.Generator(device=device).manual_seed(int(seed) * 1_000_003 + int(step))
 
 
-def rank_generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """A generator that differs per rank."""
-    rank, _ = rank_and_size()
-    return torch.Generator(device=device).manual_seed((int(seed) * 1_000_003 + int(step)) * 4099 + rank)
-
-
 class RoleSync:
     """Keeps every role's adapter identical on all processes (see the module docstring)."""
 
@@ -203,9 +193,6 @@ class RoleSync:
     def broadcast(self, src: int = 0) -> None:
         for name in self.names:
             broadcast_params(self.roles.parameters(name), src)
-
-    def all_reduce(self, name: str) -> None:
-        all_reduce_grads(self.roles.parameters(name))
 
     def max_divergence(self, name: str) -> float:
         """Largest |difference| of role ``name``'s weights between this rank and rank 0 (0 when in sync)."""
