@@ -12,9 +12,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tdmr1.cli.app import app
+from tdmr1.diffusion.sampling import SamplingConfig
 from tdmr1.errors import DataError
+from tdmr1.eval.evaluate import evaluate
 from tdmr1.eval.paired import compare_reports, mcnemar_exact
 from tdmr1.eval.scoring import ScoreReport
+from tdmr1.models.embedded import EmbeddedT2I
 
 
 def test_mcnemar_exact_matches_hand_computed_binomial_tails():
@@ -59,3 +62,12 @@ def test_compare_command_sees_images_that_broke(tmp_path: Path):
     data = json.loads((tmp_path / "cmp.json").read_text())
     assert (data["pairs"], data["gained"], data["lost"]) == (24, 0, 3)
     assert data["mcnemar_p"] == pytest.approx(0.25)
+
+
+def test_evaluate_on_some_tags_samples_only_their_prompts(tiny_student, tmp_path):
+    model = EmbeddedT2I.load(tiny_student).eval()
+    four = SamplingConfig(steps=4, cfg=1.0, sampler="euler", shift=3.0)
+    res = evaluate(model, "shapes", four, tmp_path / "ev", 2, None, 0, True, False, ["counting", "colors"])
+    assert set(res["tags"]) == {"counting", "colors"} and res["images"] == (12 + 32) * 2
+    with pytest.raises(DataError, match="tags must name"):
+        evaluate(model, "shapes", four, tmp_path / "ev2", 2, None, 0, True, False, ["dogs"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ def evaluate(
     seed: int = 0,
     quiet: bool = False,
     overwrite: bool = False,
+    tags: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Sample and score a world's benchmark suite; returns (and writes ``out_dir/results.json``) the report.
 
@@ -43,6 +45,11 @@ def evaluate(
     world.check_image_size(model.image_shape[1:])
     prepare_results_dir(out_dir, overwrite)
     suite = world.benchmark_suite()
+    if tags is not None:  # only these tags' prompts (e.g. the tags a run trained on, at more images a prompt)
+        unknown = sorted(set(tags) - set(world.tags))
+        if unknown or not tags:
+            raise DataError(f"tags must name some of the world's tags {list(world.tags)}, got {list(tags)}")
+        suite = [md for md in suite if md["tag"] in tags]
     if limit_prompts is not None:
         if limit_prompts < 1:
             raise DataError(f"limit_prompts must be >= 1, got {limit_prompts}")

@@ -33,7 +33,7 @@ class RLSettings:
         None, "the surrogate roles' own adapter shape (null = `lora`; the authors adapt attention only)"
     )
     # --- batch arithmetic -------------------------------------------------------------------------
-    iterations: int = option(300, "RL iterations (one optimizer step per role each)")
+    iterations: int = option(300, "RL iterations (one optimizer step per role each; 0 = only the surrogate warm-up)")
     prompts_per_iteration: int = option(8, "m: prompt groups per iteration")
     group_size: int = option(8, "G: images per prompt (paper: 24)")
     minibatch_groups: int = option(4, "groups per minibatch (groups are never split); gradients accumulate")
@@ -88,6 +88,11 @@ class RLSettings:
         "surrogate on (reward queries; kept in the replay buffer, so surrogate_replay >= this)",
     )
     surrogate_warmup_steps: int = option(0, "surrogate optimizer steps on the warm-up batches before iteration 1")
+    surrogate_init: str | None = option(
+        None,
+        "explicit surrogate: start the reward head from a file a run wrote after its warm-up "
+        "(surrogate_warmup.safetensors, or a folder holding it such as checkpoints/shapes/surrogate)",
+    )
     head_width: int = option(64, "explicit surrogate: reward head width")
     lr_head: float = option(1e-3, "explicit surrogate: reward head AdamW lr")
     explicit_step: float = option(0.05, "explicit surrogate: per-sample RMS of the reward direction (x0 units)")
@@ -111,6 +116,12 @@ class RLSettings:
     w_kl: float = option(1.0, "weight of the reverse-KL (base - fake) direction")
     w_cfg: float = option(0.3, "weight of the CFG direction")
     w_reward: float = option(0.7, "weight of the surrogate-reward direction")
+    reward_gate: float | None = option(
+        None,
+        "read the reward direction only on prompt tags whose fresh batches the surrogate ranks at least this "
+        "well (lower bound of the running mean of sur_rank/<tag>, measured every sur_rank_every iterations; "
+        "closed until measured on 4 groups); null = on every tag",
+    )
     huber_c: float | None = option(None, "pseudo-Huber constant (null = squared error)")
     # --- fake score ---------------------------------------------------------------------------------
     fake_base_weight: float = option(0.02, "fake score's MSE weight toward the frozen base")
@@ -191,6 +202,12 @@ class RLConfig(RunConfig, RLSettings):
             raise ConfigError("surrogate_warmup needs surrogate_replay >= surrogate_warmup, and steps need batches")
         if self.t_max_reward is not None and not self.t_min_reward < self.t_max_reward <= 1.0:
             raise ConfigError("t_max_reward must be in (t_min_reward, 1]")
+        if self.surrogate_init is not None and self.surrogate != "explicit":
+            raise ConfigError("surrogate_init loads a reward head: it needs surrogate=explicit")
+        if self.reward_gate is not None and not (self.sur_rank_every and -1.0 <= self.reward_gate <= 1.0):
+            raise ConfigError(
+                "reward_gate needs sur_rank_every >= 1 (it opens on measured rankings), a value in [-1, 1]"
+            )
         weights = list((self.tag_weights or {}).values())
         if self.tag_weights is not None and (any(not w >= 0 for w in weights) or not sum(weights) > 0):
             raise ConfigError("tag_weights must map tags to weights >= 0, at least one > 0")
@@ -203,13 +220,13 @@ class RLConfig(RunConfig, RLSettings):
         at_least(
             self,
             1,
-            "iterations prompts_per_iteration minibatch_groups train_steps_per_iteration checkpoint_every "
+            "prompts_per_iteration minibatch_groups train_steps_per_iteration checkpoint_every "
             "sur_rank_draws val_prompts_per_tag val_images_per_prompt",
         )
         at_least(
             self,
             0,
-            "surrogate_warmup surrogate_warmup_steps trunc_steps weight_decay fake_base_weight anchor_limit "
+            "iterations surrogate_warmup surrogate_warmup_steps trunc_steps weight_decay fake_base_weight anchor_limit "
             "anchor_weight ppo_clip cfg surrogate_cfg w_kl w_cfg w_reward surrogate_ema_rate seed threads log_every "
             "sur_rank_every val_every surrogate_rollouts max_skipped_batches snapshot_every",
         )

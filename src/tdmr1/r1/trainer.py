@@ -21,10 +21,12 @@ from tdmr1.r1 import scale
 from tdmr1.r1.config import RLConfig, batch_layout, reward_queries
 from tdmr1.r1.diagnostics import surrogate_rank
 from tdmr1.r1.export import export_adapter, grid_images
+from tdmr1.r1.gate import RewardGate
 from tdmr1.r1.prompt_stream import PromptStream, prompt_pool, tag_stats
 from tdmr1.r1.replay import ReplayState, WarmupState
 from tdmr1.r1.rollout import Rollout, roll_out
 from tdmr1.r1.surrogate import make_surrogate, surrogate_roles
+from tdmr1.r1.surrogate.head_file import WARMUP_FILE, load_head, save_head
 from tdmr1.r1.updates import RoleUpdates, make_optimizers, optimizer_step
 from tdmr1.rewards.guard import SkipBudget
 from tdmr1.rewards.registry import make_reward
@@ -78,6 +80,8 @@ class TDMR1Trainer:
         else:
             self.roles.load_adapter_state("generator", adapter)
         self.surrogate = make_surrogate(self.system, cfg, processes)
+        if cfg.surrogate_init:  # a warmed-up reward head from an earlier run (a resumed state overrides it)
+            load_head(self.surrogate.head, cfg.surrogate_init, cfg)
         dist.RoleSync(self.roles).broadcast()  # every process starts from rank 0's adapters and reward head
         dist.broadcast_params(self.surrogate.parameters())
         self.world = get_world(cfg.world)
@@ -100,8 +104,17 @@ class TDMR1Trainer:
         self.gen_ema = TensorEMA(self.roles.parameters("generator"), cfg.ema_decay)
         self.step = 0
         self.uncond_1 = self.system.encode([""])
+        self.gate = RewardGate(cfg.reward_gate)
         self.update = RoleUpdates(
-            cfg, self.system, self.surrogate, self.layout, self.gen, self.uncond_1, self.sampling.steps, self.device
+            cfg,
+            self.system,
+            self.surrogate,
+            self.layout,
+            self.gen,
+            self.uncond_1,
+            self.sampling.steps,
+            self.device,
+            self.gate,
         )
         self.val_suite = self.world.subsample_suite(self.world.benchmark_suite(), cfg.val_prompts_per_tag)
         self.grid_prompts = self.world.grid_prompts()
@@ -116,6 +129,8 @@ class TDMR1Trainer:
         stats = self._batch_stats(ro)
         if self.cfg.sur_rank_every and (self.step + 1) % self.cfg.sur_rank_every == 0:
             stats.update(self.surrogate_rank(ro))  # before the surrogate sees this batch
+            self.gate.observe(stats, ro.tags)
+        stats.update(self.gate.stats())
         stats["loss_fake"] = self.update.fake(ro)
         stats["grad_fake"] = optimizer_step(self.opt["fake"], self.cfg.grad_clip)
         stats.update(self.train_surrogate(ro))
@@ -177,7 +192,13 @@ class TDMR1Trainer:
             if (i + 1) % 250 == 0 or i + 1 == cfg.surrogate_warmup_steps:
                 log.info(f"surrogate warm-up: step {i + 1}/{cfg.surrogate_warmup_steps} ({time.time() - t0:.0f} s)")
         self.replay.append(held)
-        out = {f"warmup/{k}": v for k, v in self.surrogate_rank(held).items()}
+        if self.main and hasattr(self.surrogate, "head"):  # reusable by other runs: surrogate_init
+            save_head(
+                self.surrogate.head, self.out_dir / WARMUP_FILE, self.cfg, {"warmup_batches": cfg.surrogate_warmup}
+            )
+        ranks = self.surrogate_rank(held)
+        self.gate.observe(ranks, held.tags)
+        out = {f"warmup/{k}": v for k, v in ranks.items()}
         out["warmup/seconds"] = time.time() - t0
         self.warmup_state.done = True
         return out
@@ -220,6 +241,8 @@ class TDMR1Trainer:
         modules = {"denoiser": denoiser, "gen_ema": self.gen_ema, **self.surrogate.state_modules()}
         replay_state = ReplayState(self.replay if replay is None else replay, self.layout)
         modules |= {"torch_gen": GeneratorState(self.gen), "replay": replay_state, "warmup": self.warmup_state}
+        if self.cfg.reward_gate is not None:  # only then: states written before the gate existed still resume
+            modules["reward_gate"] = self.gate
         return modules, self.opt
 
     def save(self) -> None:

@@ -10,6 +10,7 @@ import torch
 from tdmr1.diffusion.flow import draw_levels
 from tdmr1.r1.config import RLConfig
 from tdmr1.r1.draws import draw_surrogate_points, group_noise, reward_point
+from tdmr1.r1.gate import RewardGate
 from tdmr1.r1.losses import generator_rl_loss
 from tdmr1.r1.rollout import Rollout
 from tdmr1.r1.surrogate import Surrogate
@@ -56,8 +57,10 @@ class RoleUpdates:
         uncond_1: Text,
         steps: int,
         device: torch.device,
+        gate: RewardGate | None = None,
     ):
         self.cfg, self.system, self.surrogate, self.layout = cfg, system, surrogate, layout
+        self.gate = gate or RewardGate(None)
         self.gen, self.uncond_1, self.steps, self.device = gen, uncond_1, steps, device
 
     def minibatches(self, ro: Rollout) -> Iterator[torch.Tensor]:
@@ -155,6 +158,7 @@ class RoleUpdates:
         for idx in self.minibatches(ro):
             cond, uncond = self.text(ro, idx)
             group = ro.group[idx]
+            gate = self.gate.row_mask(ro.tags, group)  # rows whose tag the surrogate is known to rank
             for j in self.train_steps():
                 js = torch.full((len(idx),), j, device=self.device)
                 x0_hat, x_next = sys_.generator_step(ro.states[j, idx], js, cond)  # x_next: the Euler step
@@ -181,7 +185,7 @@ class RoleUpdates:
                     x0_fake=x0_fake,
                     reward_dir=reward_dir,
                     reward_norm=reward_norm,
-                    reward_mask=torch.full((len(idx),), float(j < cfg.trunc_steps), device=self.device),
+                    reward_mask=gate * float(j < cfg.trunc_steps),
                     guidance_scale=cfg.cfg,
                     w_kl=cfg.w_kl,
                     w_cfg=cfg.w_cfg,

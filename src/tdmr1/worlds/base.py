@@ -67,6 +67,8 @@ class World:
             accuracy = mean score, exact match = overall). Empty: ``overall`` accuracy is the headline.
         rl_defaults: ``key=value`` RL config overrides that suit this world's reward (the authors'
             column for the task, e.g. OCR), applied by ``tdmr1 demo`` before the user's own.
+        demo_defaults: ``key=value`` RL overrides of the CPU demo's recipe for this world (after
+            ``rl_defaults``), e.g. the tags whose reward its surrogate learns within the demo's minutes.
         spec: one line naming the world's contract and level (``GlyphsEval v2 standard (16 px, ...)``),
             written into results beside the numbers; empty when the name says it all.
         model_hint: how to make a model for this world, appended to model/world mismatch errors.
@@ -90,6 +92,7 @@ class World:
     quality: Callable[[np.ndarray], dict[str, float]] | None = None
     metrics: tuple[Metric, ...] = ()
     rl_defaults: tuple[str, ...] = ()
+    demo_defaults: tuple[str, ...] = ()
     spec: str = ""
     model_hint: str = ""
 

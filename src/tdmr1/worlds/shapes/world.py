@@ -44,6 +44,31 @@ def grid_prompts() -> list[str]:
     return firsts + ["a photo of three crosses", "a photo of a red circle and a blue square"]
 
 
+#: ``tdmr1 demo``'s recipe on 2 CPU cores (docs/USAGE.md#the-demo): the explicit pixel surrogate starts
+#: warmed up (the shipped ``checkpoints/shapes/surrogate``: 12k labelled student rollouts, its model card
+#: says how it was made), half the groups are counting prompts, and the reward gate lets the reward
+#: direction act only on tags the surrogate is measured to rank; the others get the KL and CFG terms.
+DEMO_DEFAULTS = (
+    "tag_weights={counting: 0.5, single_object: 0.1, two_object: 0.1, colors: 0.1, position: 0.1, color_attr: 0.1}",
+    "prompts_per_iteration=8",
+    "surrogate=explicit",
+    "explicit_input=pixels",
+    "explicit_loss=mse",
+    "head_width=32",
+    "t_min_surrogate=0.05",
+    "t_max_surrogate=0.6",
+    "surrogate_clean_share=0.5",
+    "surrogate_init=checkpoints/shapes/surrogate",
+    "surrogate_replay=32",
+    "surrogate_steps=8",
+    "t_min_reward=0.05",
+    "explicit_step=0.25",
+    "reward_gate=0.2",
+    "lr_generator=2e-4",
+    "sur_rank_every=2",
+)
+
+
 def make_world() -> World:
     """Build the shapes world record."""
     return World(
@@ -62,4 +87,5 @@ def make_world() -> World:
         vocabulary=vocabulary,
         grid_prompts=grid_prompts,
         quality=lambda images: {"off_palette_fraction": off_palette_fraction(images)},
+        demo_defaults=DEMO_DEFAULTS,
     )
