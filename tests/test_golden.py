@@ -123,10 +123,14 @@ def _run_all(tmp: Path, backbone: list[str]) -> dict[str, object]:
     return out
 
 
-def _close(a: float, b: float) -> bool:
+def _close(a: float, b: float, same_platform: bool = True) -> bool:
+    """Equal up to reductions' rounding on the recording platform; on another CPU (other SIMD kernels) a few
+    training steps amplify rounding to about 1e-3 relative, so there the check only catches real changes."""
     if math.isnan(a) or math.isnan(b):
         return math.isnan(a) and math.isnan(b)
-    return math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6)
+    if same_platform:
+        return math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6)
+    return math.isclose(a, b, rel_tol=2e-2, abs_tol=1e-5)
 
 
 @pytest.mark.skipif(not RECORD and not GOLDEN.is_file(), reason="no golden record yet")
@@ -142,11 +146,13 @@ def test_golden_runs_log_and_export_what_was_recorded(tmp_path, tiny_backbone_ov
         assert len(g["metrics"]) == len(w["metrics"]), f"{stage}: {len(g['metrics'])} logged rows"
         for i, (rw, rg) in enumerate(zip(w["metrics"], g["metrics"], strict=True)):
             assert sorted(rg) == sorted(rw), f"{stage} row {i}: logged keys changed"
-            bad = {k: (rw[k], rg[k]) for k in rw if not _close(rw[k], rg[k])}
+            bad = {k: (rw[k], rg[k]) for k in rw if not _close(rw[k], rg[k], same_platform)}
             assert not bad, f"{stage} row {i}: recorded vs now {bad}"
         assert sorted(g["weights"]["fingerprint"]) == sorted(w["weights"]["fingerprint"]), f"{stage}: tensor names"
         for name, (s, n) in w["weights"]["fingerprint"].items():
             gs, gn = g["weights"]["fingerprint"][name]
-            assert _close(s, gs) and _close(n, gn), f"{stage}: {name} sum/norm {s}/{n} -> {gs}/{gn}"
+            assert _close(s, gs, same_platform) and _close(n, gn, same_platform), (
+                f"{stage}: {name} {s}/{n} -> {gs}/{gn}"
+            )
         if same_platform:
             assert g["weights"]["sha256"] == w["weights"]["sha256"], f"{stage}: exported weights differ in bits"

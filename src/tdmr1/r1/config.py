@@ -198,6 +198,8 @@ class RLConfig(RunConfig, RLSettings):
             raise ConfigError(
                 "surrogate_rollouts needs surrogate_replay >= surrogate_rollouts + 1 (they are kept there)"
             )
+        if self.surrogate_warmup_steps and self.surrogate_warmup == 1:
+            raise ConfigError("surrogate_warmup_steps need surrogate_warmup >= 2 (its last batch is held out)")
         if self.surrogate_warmup > self.surrogate_replay or (self.surrogate_warmup_steps and not self.surrogate_warmup):
             raise ConfigError("surrogate_warmup needs surrogate_replay >= surrogate_warmup, and steps need batches")
         if self.t_max_reward is not None and not self.t_min_reward < self.t_max_reward <= 1.0:

@@ -32,7 +32,10 @@ def save_head(head, path: Path, cfg: RLConfig, extra: dict | None = None) -> Pat
 def load_head(head, source: str | Path, cfg: RLConfig) -> dict:
     """Load a head file (or a folder holding ``WARMUP_FILE``) into ``head``; CheckpointError when it is missing,
     unreadable, or was made for another head shape or world. Returns its metadata."""
-    path = resolve_checkpoint(source)
+    try:
+        path = resolve_checkpoint(source)
+    except CheckpointError as exc:
+        raise CheckpointError(f"surrogate_init: {exc}") from None
     if path.is_dir():
         path = path / WARMUP_FILE
     try:
