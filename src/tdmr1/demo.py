@@ -127,16 +127,16 @@ def run_demo(
     trainer.run(resume=False)
     train_seconds = time.time() - t0
     four = SamplingConfig(steps=trainer.sampling.steps, cfg=1.0, sampler="euler", shift=trainer.sampling.shift)
-    tdm = evaluate(EmbeddedT2I.load(student).eval(), world, four, out / "eval_tdm4", quiet=quiet, overwrite=True)
-    r1 = evaluate(EmbeddedT2I.load(run_dir / "model").eval(), world, four, out / "eval_r1", quiet=quiet, overwrite=True)
+    models = {"tdm4": EmbeddedT2I.load(student).eval(), "r1": EmbeddedT2I.load(run_dir / "model").eval()}
+    tdm = evaluate(models["tdm4"], world, four, out / "eval_tdm4", quiet=quiet, overwrite=True)
+    r1 = evaluate(models["r1"], world, four, out / "eval_r1", quiet=quiet, overwrite=True)
     paired = compare_folders(world, out / "eval_tdm4" / "images", out / "eval_r1" / "images")
     tags = list(world_rec.tags)
     focus_tags, focus = trained_tags(cfg, tags, trainer.gate), None
     if focus_tags and focus_tags != tags:  # a subset: measure it with more images a prompt, paired
-        focus_models = {"tdm4": EmbeddedT2I.load(student).eval(), "r1": EmbeddedT2I.load(run_dir / "model").eval()}
         focus = {
             name: evaluate(m, world, four, out / f"focus_{name}", FOCUS_IMAGES, None, 0, quiet, True, focus_tags)
-            for name, m in focus_models.items()
+            for name, m in models.items()
         }
         focus_paired = compare_folders(world, out / "focus_tdm4" / "images", out / "focus_r1" / "images")
     teacher = _teacher_results(checkpoints, world)
