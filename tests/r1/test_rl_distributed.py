@@ -1,7 +1,6 @@
-"""The TDM-R1 trainer on two gloo CPU processes (the tiny embedded student): adapters identical on both
-ranks, 2 processes x batch 2 = 1 process x batch 4 (logged losses, advantages, every updated weight),
-exact resume of a two-process run, and the group Bradley-Terry weights and gradients of rows split over
-processes equal the single-process ones."""
+"""The TDM-R1 trainer on gloo CPU processes (the tiny embedded student): 2 processes x batch 2 = 1 process x
+batch 4 (losses, advantages, every weight; exact resume), groups spanning processes train alike, and the group
+Bradley-Terry weights and gradients of rows split over processes, evenly or not, equal the single-process ones."""
 
 from __future__ import annotations
 
@@ -91,7 +90,7 @@ def _bradley_terry(rank: int, world: int) -> dict:
     d, d_ref, adv, r = (torch.rand(8, generator=g) for _ in range(4))
     group = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
     d, d_ref, adv, r, group = (layout.mine(t) for t in (d, d_ref, adv, r, group))
-    reduce = mean_over_ranks if world > 1 else None
+    reduce = layout.group_reduce  # None for one process
     d.requires_grad_(True)
     r.requires_grad_(True)
     weights = bt_group_weights(adv, d, d_ref, group, 2.0, reduce)
@@ -181,3 +180,93 @@ def test_layout_of_a_config_and_its_errors(tiny_student):
     assert torch.equal(two.mine(full), torch.tensor([1.0, 3.0]))
     with pytest.raises(ConfigError, match="group_size 2 does not split evenly over 4 processes"):
         batch_layout(cfg, 0, 4)
+
+
+#: groups span processes: G = 3 on 2 processes, 2 prompts in one micro-batch of 6 images, 3 a process
+SPAN_ARGS = [*ARGS, "group_size=3", "minibatch_groups=2"]
+
+
+def _span_iteration(student: Path, out: Path) -> dict:
+    """One iteration of the implicit variant with ``SPAN_ARGS``: gathered advantages, stats, trained weights."""
+    cfg = load_config(RLConfig, None, [f"init={student}", "surrogate=implicit", *SPAN_ARGS])
+    trainer = TDMR1Trainer(cfg, out, quiet=True)
+    rollout, advantages = trainer.rollout, []
+
+    def recorded():
+        ro = rollout()
+        advantages.append(trainer.layout.gather_rows(ro.adv))
+        return ro
+
+    trainer.rollout = recorded  # type: ignore[method-assign]
+    stats = trainer.iteration()
+    return {"stats": stats, "adv": advantages[0], "weights": _weights(trainer), "spans": trainer.layout.spans}
+
+
+def _group_losses(rank: int, world: int) -> dict:
+    """Group weights and loss gradients of this rank's rows of 6 groups of 6 rows in micro-batches of 9 rows a
+    process on 4 processes: groups 1 and 4 lie 3 rows on each of two ranks, the others on one."""
+    from tdmr1.r1.losses import bt_group_weights, explicit_regression_loss, explicit_surrogate_loss, surrogate_loss
+    from tdmr1.training.distributed import mean_over_ranks
+
+    layout = BatchLayout(group_size=6, groups=6, processes=world, per_device_batch=36 // world, rank=rank)
+    g = torch.Generator().manual_seed(5)
+    d, d_ref, adv, r, w = (torch.rand(36, generator=g) for _ in range(5))
+    group = torch.arange(6).repeat_interleave(6)
+    d, d_ref, adv, r, w, group = (layout.mine(t) for t in (d, d_ref, adv, r, w, group))
+    d.requires_grad_(True)
+    r.requires_grad_(True)
+    weights = bt_group_weights(adv, d, d_ref, group, 2.0, layout.group_reduce)
+    loss, _ = surrogate_loss(d, d_ref, adv, group, 2.0, group_reduce=layout.group_reduce)
+    loss_r = explicit_surrogate_loss(r, adv, group, 2.0, layout.group_reduce)
+    mse = explicit_regression_loss(r, adv, group, w, layout.group_reduce)
+    (loss + loss_r).backward()
+    return {
+        "weights": layout.gather_rows(weights),
+        "grad_d": layout.gather_rows(d.grad) / world,
+        "grad_r": layout.gather_rows(r.grad) / world,
+        "loss": mean_over_ranks(loss.detach()).item(),
+        "loss_r": mean_over_ranks(loss_r.detach()).item(),
+        "mse": mean_over_ranks(mse.detach()).item(),
+    }
+
+
+def _span_worker(rank: int, world: int, init_file: str, out_dir: str, student: str | None) -> None:
+    import torch.distributed as dist
+
+    os.environ["RANK"] = str(rank)
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        if student is None:
+            result = _group_losses(rank, world)
+        else:
+            result = _span_iteration(Path(student), Path(out_dir) / "two")
+    finally:
+        dist.destroy_process_group()
+    torch.save(result, Path(out_dir) / f"rank{rank}.pt")
+
+
+@pytest.mark.slow  # four fresh interpreters: about 1.5 min of wall time on the shared 2-core machine
+def test_group_sums_of_groups_spanning_processes_unevenly_equal_one_process(tmp_path):
+    torch.multiprocessing.spawn(_span_worker, args=(4, str(tmp_path / "init"), str(tmp_path), None), nprocs=4)
+    got = torch.load(tmp_path / "rank0.pt", weights_only=False)
+    assert BatchLayout(6, 6, 4, 9).spans
+    for key, want in _group_losses(0, 1).items():
+        torch.testing.assert_close(got[key], want, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.slow  # two fresh interpreters and three trainers: 4-5 min of wall time on the shared 2-core machine
+def test_groups_spanning_two_processes_train_like_one(tiny_student, tmp_path):
+    """G = 3 on 2 processes (3 images of 6 a process) trains one iteration like one process on the same
+    batch (the tolerances of the test above)."""
+    student = str(tiny_student)
+    torch.multiprocessing.spawn(_span_worker, args=(2, str(tmp_path / "init"), str(tmp_path), student), nprocs=2)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    single = _span_iteration(Path(student), tmp_path / "one")
+    assert r0["spans"] and not single["spans"]
+    for key, w in r0["weights"].items():
+        assert torch.equal(w, r1["weights"][key]), key
+    assert _share_moved(r0["weights"], single["weights"], 1e-4) < 0.01
+    _assert_stats_close(r0["stats"], r1["stats"], exact=True)
+    _assert_stats_close(r0["stats"], single["stats"], exact=False)
+    torch.testing.assert_close(r0["adv"], single["adv"], rtol=0, atol=1e-3)

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from tdmr1.diffusion.flow import draw_levels
 from tdmr1.r1.config import RLConfig
-from tdmr1.r1.draws import group_noise, n_groups, per_group
+from tdmr1.r1.draws import group_noise
 from tdmr1.r1.losses import group_mean, surrogate_target
 from tdmr1.r1.prompt_stream import tag_rows
 from tdmr1.tdm.system import Text
@@ -43,19 +43,33 @@ def clean_margin(
     t_max: float,
     draws: int,
     generator: torch.Generator | None = None,
+    ids: Tensor | None = None,
+    chunk: int | None = None,
 ) -> Tensor:
     """The surrogate's reward [N] of clean images, averaged over ``draws`` group-shared draws of a level
-    in [t_min, t_max] and a noise image (the implicit margin d_ref - d, or the explicit head's r)."""
+    in [t_min, t_max] and a noise image (the implicit margin d_ref - d, or the explicit head's r). The draws
+    are made for the groups ``ids`` (sorted; default: those of ``group``; several processes: the whole
+    batch's), the surrogate's forwards in chunks of at most ``chunk`` images."""
     sys_ = surrogate.system
+    ids = torch.unique(group) if ids is None else ids
+    at = torch.searchsorted(ids, group)  # each row's group among the draws
     zeros = torch.zeros(len(clean), device=clean.device)
     out = torch.zeros(len(clean), device=clean.device)
-    low = clean.new_zeros(n_groups(group))
+    low = clean.new_zeros(len(ids))
     for _ in range(draws):
-        tau = per_group(draw_levels(low, sys_.shift, generator, t_min, t_max), group)
-        xi = group_noise(tuple(clean.shape[1:]), group, generator, clean.device)
+        tau = draw_levels(low, sys_.shift, generator, t_min, t_max)[at]
+        xi = group_noise(tuple(clean.shape[1:]), ids, generator, clean.device)[at]
         x_tau, v_star = surrogate_target(clean, zeros, xi, tau)
-        out += surrogate.clean_reward(x_tau, tau, v_star, cond)
+        rewards = [
+            surrogate.clean_reward(x_tau[rows], tau[rows], v_star[rows], (cond[0][rows], cond[1][rows]))
+            for rows in _chunks(len(clean), chunk or len(clean))
+        ]
+        out += torch.cat(rewards)
     return out / draws
+
+
+def _chunks(n: int, size: int) -> list[slice]:
+    return [slice(i, i + size) for i in range(0, n, size)]
 
 
 def surrogate_rank(
@@ -65,16 +79,17 @@ def surrogate_rank(
     (``sur_rank``: tau in [t_min_surrogate, t_max_surrogate], ``sur_rank_draws`` draws), and the same in
     each band of ``sur_rank_bands`` (half the draws each). Its own random generator: training is unchanged."""
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + step)
-    clean, cond, group = ro.states[-1], ro.cond, ro.group
+    adv, all_groups = layout.gather_rows(ro.adv), layout.gather_rows(ro.group)
+    ids = torch.unique(all_groups)  # draws for the whole batch's groups (a process may hold some of them only)
 
-    adv, all_groups = layout.gather_rows(ro.adv), layout.gather_rows(group)
+    def margins(t_min: float, t_max: float, draws: int) -> Tensor:
+        args = (ro.states[-1], ro.cond, ro.group, t_min, t_max, draws, gen, ids, layout.forward_rows)
+        return layout.gather_rows(clean_margin(surrogate, *args))
 
     def rank(t_min: float, t_max: float, draws: int) -> float:
-        margin = clean_margin(surrogate, clean, cond, group, t_min, t_max, draws, gen)
-        return pearson(adv, layout.gather_rows(margin), all_groups)
+        return pearson(adv, margins(t_min, t_max, draws), all_groups)
 
-    lo, hi = cfg.t_min_surrogate, cfg.t_max_surrogate
-    margin = layout.gather_rows(clean_margin(surrogate, clean, cond, group, lo, hi, cfg.sur_rank_draws, gen))
+    margin = margins(cfg.t_min_surrogate, cfg.t_max_surrogate, cfg.sur_rank_draws)
     out = {"sur_rank": pearson(adv, margin, all_groups)}
     for tag, rows in tag_rows(ro.tags, all_groups).items():
         out[f"sur_rank/{tag}"] = pearson(adv[rows], margin[rows], all_groups[rows])

@@ -12,20 +12,21 @@ from torch import Tensor
 from tdmr1.diffusion.flow import bridge_coefficients, expand_like
 from tdmr1.tdm.losses import direction_loss, dmd_normaliser, per_sample_mean
 
-GroupReduce = Callable[[Tensor], Tensor]
+#: (this process's group means, their group ids, their row counts here) -> the whole groups' means
+GroupReduce = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 
 def group_means(values: Tensor, group: Tensor, group_reduce: GroupReduce | None = None) -> tuple[Tensor, Tensor]:
-    """(means [n_groups] in sorted id order, each sample's group index [N]). With ``group_reduce`` the
-    means are averaged over processes holding equal shares of each group: the value is the whole group's
-    mean, the gradient (scaled by the number of processes, which averaging gradients over processes undoes)
-    flows through this process's rows."""
+    """(means [n_groups] in sorted id order, each sample's group index [N]). With ``group_reduce`` (several
+    processes) the value is the whole group's mean, the gradient that of this process's mean of its rows
+    (with equal shares: the whole group's scaled by the number of processes, which averaging gradients over
+    processes undoes)."""
     ids, inverse = torch.unique(group, return_inverse=True)
     sums = values.new_zeros(len(ids)).index_add_(0, inverse, values)
     counts = values.new_zeros(len(ids)).index_add_(0, inverse, torch.ones_like(values))
     means = sums / counts
     if group_reduce is not None:
-        means = means + (group_reduce(means.detach()) - means.detach())
+        means = means + (group_reduce(means.detach(), ids, counts) - means.detach())
     return means, inverse
 
 
@@ -117,14 +118,16 @@ def explicit_surrogate_loss(
 ) -> Tensor:
     """Group Bradley-Terry loss of an explicit reward r [N] (the explicit surrogate's variant):
     mean over groups of softplus(-S_g), S_g = (beta / G) sum_{i in g} A_i r_i, which is the implicit loss
-    with r in place of d_ref - d (same sign: higher r = better)."""
+    with r in place of d_ref - d (same sign: higher r = better). With ``group_reduce`` a mean over this
+    process's rows of their group's term (groups may span processes unevenly)."""
     ids, inverse = torch.unique(group, return_inverse=True)
     sums = r.new_zeros(len(ids)).index_add(0, inverse, adv * r)
     counts = r.new_zeros(len(ids)).index_add(0, inverse, torch.ones_like(r))
     s_g = -beta * sums / counts
-    if group_reduce is not None:  # the whole group's S_g, gradient through this process's rows
-        s_g = s_g + (group_reduce(s_g.detach()) - s_g.detach())
-    return torch.nn.functional.softplus(s_g).mean()
+    if group_reduce is None:
+        return torch.nn.functional.softplus(s_g).mean()
+    s_g = s_g + (group_reduce(s_g.detach(), ids, counts) - s_g.detach())  # the whole group's S_g
+    return torch.nn.functional.softplus(s_g)[inverse].mean()
 
 
 def explicit_regression_loss(

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tdmr1.diffusion.sampling import Trajectory
 from tdmr1.errors import RewardError
 from tdmr1.models.registry import images_of
 from tdmr1.r1.config import RLConfig
@@ -17,7 +18,7 @@ from tdmr1.r1.losses import group_advantages
 from tdmr1.reward_protocol import Reward
 from tdmr1.rewards.composite import reward_parts
 from tdmr1.rewards.guard import call_reward
-from tdmr1.tdm.system import FewStepSystem
+from tdmr1.tdm.system import FewStepSystem, Text
 from tdmr1.training.distributed import BatchLayout, any_rank, average_stats
 
 
@@ -62,6 +63,19 @@ class Rollout:
         return replace(self, x0_preds=None)
 
 
+def chunked_rollout(system: FewStepSystem, cond: Text, noise: torch.Tensor, rows: int) -> Trajectory:
+    """``system.rollout`` from ``noise`` in chunks of at most ``rows`` images (a micro-batch a forward); the
+    noise is drawn before, so the chunks change no draw."""
+    parts = [
+        system.rollout((cond[0][i : i + rows], cond[1][i : i + rows]), noise[i : i + rows])
+        for i in range(0, len(noise), rows)
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    states, x0_preds = (torch.cat([getattr(p, key) for p in parts], dim=1) for key in ("states", "x0_preds"))
+    return Trajectory(states, parts[0].sigmas, x0_preds)
+
+
 def roll_out(
     system: FewStepSystem,
     reward: Reward,
@@ -80,7 +94,8 @@ def roll_out(
     prompts = [md["prompt"] for md in metadata]
     groups = torch.arange(cfg.prompts_per_iteration, device=system.device).repeat_interleave(cfg.group_size)
     cond = system.encode(prompts)
-    traj = system.rollout(cond, layout.mine(system.randn(layout.images, generator=gen)))
+    noise = layout.mine(system.randn(layout.images, generator=gen))
+    traj = chunked_rollout(system, cond, noise, layout.forward_rows)
     if hasattr(reward, "set_iteration"):
         reward.set_iteration(step)  # likes: label rows carry the trainer's iteration
     timeout = None if getattr(reward, "interactive", False) else cfg.reward_timeout_s  # a person: no timeout

@@ -3,7 +3,7 @@ generator's initial LoRA, a prompt file, the per-process micro-batch and the mem
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tdmr1.config import option
 from tdmr1.errors import ConfigError
@@ -24,7 +24,8 @@ class ScaleRLConfig(RLConfig):
     per_device_batch: int | None = option(
         None,
         "images per process and micro-batch (gradients accumulate; the rollout and sur_rank run in chunks of it); "
-        "a multiple of group_size / processes; default minibatch_groups x group_size / processes",
+        "times the processes it must be whole groups (which span processes when they do not divide group_size); "
+        "default minibatch_groups x group_size / processes",
     )
     sur_rank_every: int = option(
         0, "every N iterations: the surrogate's ranking of the fresh batch, a diagnostic (0 = off; ~+12 % compute)"
@@ -53,9 +54,12 @@ class ScaleRLConfig(RLConfig):
 
     def layout(self, processes: int, rank: int = 0) -> BatchLayout:
         """The batch arithmetic for ``processes`` processes (ConfigError when it does not divide): the
-        micro-batch is ``per_device_batch``, else ``minibatch_groups`` whole groups split over the processes."""
+        micro-batch is ``per_device_batch``, else ``minibatch_groups`` whole groups split over the processes;
+        the rollout and sur_rank run a micro-batch at a time."""
         if self.per_device_batch is None:
-            return BatchLayout.of_minibatches(
+            layout = BatchLayout.of_minibatches(
                 self.group_size, self.prompts_per_iteration, processes, self.minibatch_groups, rank
             )
-        return BatchLayout(self.group_size, self.prompts_per_iteration, processes, self.per_device_batch, rank)
+        else:
+            layout = BatchLayout(self.group_size, self.prompts_per_iteration, processes, self.per_device_batch, rank)
+        return replace(layout, chunked=True)

@@ -4,6 +4,7 @@ minibatches of whole prompt groups, then one optimizer step per role."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import torch
 
@@ -43,6 +44,15 @@ def optimizer_step(opt: torch.optim.Optimizer, grad_clip: float) -> float:
     return float(norm)
 
 
+class Minibatch(NamedTuple):
+    """Whole prompt groups ``groups`` of a rollout: this process's rows ``idx`` of it and their positions ``pos``
+    among the minibatch's rows laid out group-major in ``groups`` order (where a draw for it is read)."""
+
+    idx: torch.Tensor
+    pos: torch.Tensor
+    groups: torch.Tensor
+
+
 class RoleUpdates:
     """Gradients of the fake-score, surrogate and generator roles on a rollout; every random draw from ``gen``
     (the run's own generator, in a fixed order), the whole batch's draws on every process."""
@@ -63,12 +73,44 @@ class RoleUpdates:
         self.gate = gate or RewardGate(None)
         self.gen, self.uncond_1, self.steps, self.device = gen, uncond_1, steps, device
 
-    def minibatches(self, ro: Rollout) -> Iterator[torch.Tensor]:
-        """Index sets of whole groups, ``minibatch_groups`` groups each, in a random order."""
-        n_prompts, size = len(torch.unique(ro.group)), self.layout.minibatch_groups
-        order = torch.randperm(n_prompts, generator=self.gen, device=self.device)
-        for start in range(0, n_prompts, size):
-            yield torch.cat([torch.nonzero(ro.group == g).flatten() for g in order[start : start + size]])
+    def minibatches(self, ro: Rollout) -> Iterator[Minibatch]:
+        """Minibatches of ``minibatch_groups`` whole groups of ``ro`` in a random order
+        (:meth:`BatchLayout.minibatch_order`)."""
+        order = torch.randperm(self.layout.groups, generator=self.gen, device=self.device)
+        for groups in self.layout.minibatch_order(order):
+            idx, pos = self.layout.minibatch_rows(groups.cpu())
+            yield Minibatch(idx.to(self.device), pos.to(self.device), groups)
+
+    def take(self, full: torch.Tensor, mb: Minibatch) -> torch.Tensor:
+        """This process's rows of a draw made for the whole minibatch ``mb`` (identity for one process)."""
+        return full if self.layout.processes == 1 else full.index_select(0, mb.pos)
+
+    def spread(self, local: torch.Tensor, mb: Minibatch) -> torch.Tensor:
+        """This process's rows ``local`` of ``mb`` at their places among the whole minibatch's (zeros elsewhere)."""
+        out = local.new_zeros(len(local) * self.layout.processes, *local.shape[1:])
+        return out.index_copy(0, mb.pos, local)
+
+    def group_draws(self, ro: Rollout, mb: Minibatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(k, tau, xi) of this process's rows of ``mb``: one surrogate draw per group of the whole minibatch."""
+        cfg, sys_ = self.cfg, self.system
+        ids = torch.sort(mb.groups).values  # the draws' order: sorted group ids, the same on every process
+        args = (cfg.t_min_surrogate, cfg.t_max_surrogate, cfg.tau_margin, cfg.surrogate_clean_share)
+        k, tau = draw_surrogate_points(sys_.sigmas, sys_.shift, ids, self.gen, *args)
+        xi = group_noise(tuple(ro.states.shape[2:]), ids, self.gen, self.device)
+        at = torch.searchsorted(ids, ro.group[mb.idx])
+        return k[at], tau[at], xi[at]
+
+    def reward_point(
+        self, x_n: torch.Tensor, s_next: torch.Tensor, group: torch.Tensor, mb: Minibatch, x0: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where the reward direction is read for this process's rows (:func:`reward_point`); groups that span
+        processes: drawn for the whole minibatch's rows, this process's kept."""
+        args = (self.system.shift, self.cfg.t_min_reward, self.gen, self.t_max_reward())
+        if not self.layout.spans:  # every process holds a share of each of the minibatch's groups
+            return reward_point(x_n, s_next, group, *args, x0)
+        whole = mb.groups.repeat_interleave(self.layout.group_size)
+        x_r, tau_r = reward_point(self.spread(x_n, mb), self.whole(s_next), whole, *args, self.spread(x0, mb))
+        return self.take(x_r, mb), self.take(tau_r, mb)
 
     def text(self, ro: Rollout, idx: torch.Tensor) -> tuple[Text, Text]:
         """(cond, uncond) text of the rows ``idx``."""
@@ -102,7 +144,8 @@ class RoleUpdates:
         """Gradients of the fake score's denoising score matching on the generator's steps; its mean loss."""
         cfg, sys_ = self.cfg, self.system
         total, count = 0.0, 0
-        for idx in self.minibatches(ro):
+        for mb in self.minibatches(ro):
+            idx = mb.idx
             cond, _ = self.text(ro, idx)
             for j in self.train_steps():
                 js = torch.full((len(idx),), j, device=self.device)
@@ -117,7 +160,7 @@ class RoleUpdates:
                 s_upper = sys_.sigmas[js] if cfg.interval == "separate" else torch.ones_like(s_next)
                 shape = (len(self.whole(s_next)), *x_next.shape[1:])  # the whole minibatch's draws
                 tau, noise = fake_draws(sys_, self.whole(s_next), self.whole(s_upper), shape, self.gen)
-                tau, noise = self.layout.mine(tau), self.layout.mine(noise)
+                tau, noise = self.take(tau, mb), self.take(noise, mb)
                 loss = fake_loss(sys_, x_next, x0_hat, s_next, tau, noise, cond, cfg.fake_base_weight)
                 (loss / self.n_micro()).backward()
                 total, count = total + loss.item(), count + 1
@@ -129,21 +172,12 @@ class RoleUpdates:
         cfg, sys_, k_max = self.cfg, self.system, self.steps
         n_micro = self.n_minibatches() * cfg.surrogate_draws
         stats = {"loss_sur": 0.0, "clip_frac": 0.0}
-        for idx in self.minibatches(ro):
+        for mb in self.minibatches(ro):
+            idx = mb.idx
             cond, _ = self.text(ro, idx)
             group = ro.group[idx]
             for _ in range(cfg.surrogate_draws):
-                k, tau = draw_surrogate_points(
-                    sys_.sigmas,
-                    sys_.shift,
-                    group,
-                    self.gen,
-                    cfg.t_min_surrogate,
-                    cfg.t_max_surrogate,
-                    cfg.tau_margin,
-                    cfg.surrogate_clean_share,
-                )
-                xi = group_noise(tuple(ro.states.shape[2:]), group, self.gen, self.device)
+                k, tau, xi = self.group_draws(ro, mb)
                 x_k, weight = ro.states[k, idx], k.float() / k_max
                 loss, info = self.surrogate.loss(x_k, sys_.sigmas[k], xi, tau, cond, ro.adv[idx], group, weight)
                 (loss / n_micro).backward()
@@ -155,7 +189,8 @@ class RoleUpdates:
         """Gradients of the generator's KL, CFG and surrogate-reward terms (reward term where ``j < trunc_steps``)."""
         cfg, sys_ = self.cfg, self.system
         sums: dict[str, float] = {}
-        for idx in self.minibatches(ro):
+        for mb in self.minibatches(ro):
+            idx = mb.idx
             cond, uncond = self.text(ro, idx)
             group = ro.group[idx]
             gate = self.gate.row_mask(ro.tags, group)  # rows whose tag the surrogate is known to rank
@@ -165,15 +200,13 @@ class RoleUpdates:
                 s_next = sys_.sigmas[js + 1]
                 with torch.no_grad():
                     x_n = x_next.detach()
-                    tau = self.layout.mine(draw_levels(self.whole(s_next), sys_.shift, self.gen))
+                    tau = self.take(draw_levels(self.whole(s_next), sys_.shift, self.gen), mb)
                     shape = (len(self.whole(s_next)), *x_n.shape[1:])  # the whole minibatch's noise
-                    noise = self.layout.mine(torch.randn(shape, generator=self.gen, device=self.device))
+                    noise = self.take(torch.randn(shape, generator=self.gen, device=self.device), mb)
                     x_tau = sys_.diffuse(x_n, s_next, tau, noise)
                     x0_base_c, x0_base_u = sys_.x0_cond_uncond("base", x_tau, tau, cond, uncond)
                     x0_fake = sys_.x0("fake", x_tau, tau, cond)
-                x_tau_r, tau_r = reward_point(
-                    x_n, s_next, group, sys_.shift, cfg.t_min_reward, self.gen, self.t_max_reward(), x0_hat.detach()
-                )
+                x_tau_r, tau_r = self.reward_point(x_n, s_next, group, mb, x0_hat.detach())
                 if j < cfg.trunc_steps:
                     reward_dir, reward_norm = self.surrogate.reward_direction(x0_hat, x_tau_r, tau_r, cond, uncond)
                 else:  # masked out below: skip the surrogate's forwards (the draws above keep the random stream)

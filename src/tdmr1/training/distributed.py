@@ -3,6 +3,7 @@ over the processes, every draw shared so that W processes compute what one does 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -218,13 +219,38 @@ def ddp_registered(module: nn.Module) -> list[str]:
     return [n for n, p in module.named_parameters() if p.requires_grad]
 
 
+def share_group_means(means: Tensor, ids: Tensor, counts: Tensor) -> Tensor:
+    """The whole groups' means of ``means`` (this process's, groups ``ids``) when every process holds an equal
+    share of every group: the average over processes."""
+    return mean_over_ranks(means)
+
+
+@dataclass(frozen=True)
+class WholeGroupMeans:
+    """The whole groups' means of ``means`` (this process's, groups ``ids`` with ``counts`` rows here) when
+    groups span processes unevenly: sums and counts added over processes (ids below ``groups``)."""
+
+    groups: int
+
+    def __call__(self, means: Tensor, ids: Tensor, counts: Tensor) -> Tensor:
+        if not is_distributed():
+            return means
+        totals = means.new_zeros(2, self.groups)
+        totals[0].index_add_(0, ids, means * counts)
+        totals[1].index_add_(0, ids, counts)
+        dist.all_reduce(totals, op=dist.ReduceOp.SUM)
+        return (totals[0] / totals[1])[ids]
+
+
 @dataclass(frozen=True)
 class BatchLayout:
     """How one iteration's m x G images spread over processes and per-device micro-batches.
 
-    Rows are numbered group-major (row g G + i is image i of group g). Every rank holds G / W rows of
-    every group (``share``); a minibatch of ``minibatch_groups`` whole groups gives every rank
-    ``per_device_batch`` = minibatch_groups x G / W rows, and an iteration has ``micro_batches`` of them.
+    Rows are numbered group-major (row g G + i is image i of group g). A micro-batch is ``minibatch_groups``
+    whole groups = ``per_device_batch`` x W rows. When W divides G every rank holds G / W rows of every group
+    (``share``); otherwise groups span processes: each micro-batch's rows are split contiguously, each rank
+    holding ``per_device_batch`` consecutive rows of it (either way ``block`` rows split into W runs of ``piece``).
+    ``chunked``: the no-grad forwards over all of a process's rows (rollout, sur_rank) run a micro-batch at a time.
     """
 
     group_size: int
@@ -232,23 +258,15 @@ class BatchLayout:
     processes: int
     per_device_batch: int
     rank: int = 0
+    chunked: bool = False
 
     def __post_init__(self) -> None:
         for key in ("group_size", "groups", "processes", "per_device_batch"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if self.group_size % self.processes:
-            raise ConfigError(
-                f"group_size {self.group_size} does not split evenly over {self.processes} processes: every "
-                "process holds an equal share of every prompt group, so group_size must be a multiple of the "
-                "number of processes"
-            )
-        if self.per_device_batch % self.share:
-            raise ConfigError(
-                f"per_device_batch {self.per_device_batch} is not a multiple of {self.share} (group_size "
-                f"{self.group_size} / {self.processes} processes): a micro-batch holds every process's share "
-                "of whole prompt groups"
-            )
+        unit = self.group_size // math.gcd(self.group_size, self.processes)  # the least per_device_batch
+        if self.per_device_batch % unit:
+            raise ConfigError(self._unsplit(unit))
         if self.groups % self.minibatch_groups:
             raise ConfigError(
                 f"per_device_batch {self.per_device_batch} x {self.processes} processes = "
@@ -256,17 +274,52 @@ class BatchLayout:
                 f"the {self.groups} groups (prompts_per_iteration) of an iteration"
             )
 
+    def _unsplit(self, unit: int) -> str:
+        """Why ``per_device_batch`` (not a multiple of ``unit``) gives no micro-batch of whole groups."""
+        if not self.spans:
+            return (
+                f"per_device_batch {self.per_device_batch} is not a multiple of {self.share} (group_size "
+                f"{self.group_size} / {self.processes} processes): a micro-batch holds every process's share "
+                "of whole prompt groups"
+            )
+        return (
+            f"group_size {self.group_size} does not split evenly over {self.processes} processes, so groups span "
+            f"processes and a micro-batch (per_device_batch x {self.processes}) must be whole groups: "
+            f"per_device_batch must be a multiple of {unit}, got {self.per_device_batch}"
+        )
+
     @classmethod
     def of_minibatches(cls, group_size: int, groups: int, processes: int, minibatch_groups: int, rank: int = 0):
         """The layout whose micro-batch is ``minibatch_groups`` whole groups split over the processes."""
-        if group_size % processes:  # per_device_batch below would not be whole: same message
-            return cls(group_size, groups, processes, group_size, rank)
-        return cls(group_size, groups, processes, minibatch_groups * group_size // processes, rank)
+        images = minibatch_groups * group_size
+        if images % processes:
+            least = processes // math.gcd(group_size, processes)
+            raise ConfigError(
+                f"group_size {group_size} does not split evenly over {processes} processes, nor does a "
+                f"micro-batch of minibatch_groups {minibatch_groups} x {group_size} = {images} images: "
+                f"minibatch_groups must be a multiple of {least} (or set per_device_batch)"
+            )
+        return cls(group_size, groups, processes, images // processes, rank)
+
+    @property
+    def spans(self) -> bool:
+        """Whether prompt groups span processes (W does not divide G)."""
+        return self.group_size % self.processes != 0
 
     @property
     def share(self) -> int:
-        """Rows of each prompt group on each process."""
+        """Rows of each prompt group on each process (when W divides G)."""
         return self.group_size // self.processes
+
+    @property
+    def block(self) -> int:
+        """Consecutive rows split evenly over the processes: a group, or a micro-batch when groups span."""
+        return self.per_device_batch * self.processes if self.spans else self.group_size
+
+    @property
+    def piece(self) -> int:
+        """This process's consecutive rows of each block."""
+        return self.block // self.processes
 
     @property
     def minibatch_groups(self) -> int:
@@ -285,15 +338,54 @@ class BatchLayout:
         """Gradient-accumulation steps per process and role update."""
         return self.images_per_process // self.per_device_batch
 
+    @property
+    def forward_rows(self) -> int:
+        """Images a no-grad forward over this process's rows takes at most (``chunked``: a micro-batch)."""
+        return self.per_device_batch if self.chunked else self.images_per_process
+
+    @property
+    def group_reduce(self) -> Callable[[Tensor, Tensor, Tensor], Tensor] | None:
+        """The whole groups' means from this process's (the surrogate losses' ``group_reduce``; one process: None)."""
+        if self.processes == 1:
+            return None
+        return WholeGroupMeans(self.groups) if self.spans else share_group_means
+
     def positions(self, groups: int, rank: int | None = None) -> Tensor:
-        """Rows of rank ``rank`` (default: this layout's) among ``groups`` whole groups laid out group-major."""
+        """Rows of rank ``rank`` (default: this layout's) among ``groups`` whole groups laid out group-major
+        (whole micro-batches when groups span processes)."""
         rank = self.rank if rank is None else rank
-        start = torch.arange(groups).unsqueeze(1) * self.group_size + rank * self.share
-        return (start + torch.arange(self.share)).flatten()
+        blocks, rest = divmod(groups * self.group_size, self.block)
+        if rest:
+            raise ValueError(f"{groups} groups are not whole micro-batches of {self.minibatch_groups} groups")
+        start = torch.arange(blocks).unsqueeze(1) * self.block + rank * self.piece
+        return (start + torch.arange(self.piece)).flatten()
 
     def rows(self, rank: int | None = None) -> Tensor:
         """This rank's rows of the iteration's images."""
         return self.positions(self.groups, rank)
+
+    def minibatch_order(self, order: Tensor) -> list[Tensor]:
+        """The iteration's groups in a random ``order`` cut into minibatches of ``minibatch_groups``; when
+        groups span processes each minibatch is a micro-batch's groups (blocks and the groups in each kept in
+        the order they first appear in ``order``), so that every process holds its ``per_device_batch`` rows."""
+        if self.spans:
+            blocks = (order // self.minibatch_groups).tolist()
+            first = {b: i for i, b in reversed(list(enumerate(blocks)))}  # where each block first appears
+            key = torch.tensor([first[b] for b in blocks], device=order.device)
+            order = order[torch.sort(key, stable=True).indices]
+        return list(order.split(self.minibatch_groups))
+
+    def minibatch_rows(self, groups: Tensor) -> tuple[Tensor, Tensor]:
+        """(this process's rows of the minibatch ``groups``: indices into :meth:`rows`, their positions among the
+        minibatch's rows laid out group-major in ``groups`` order, where a draw for the whole minibatch is read)."""
+        rows = self.rows()
+        group, within = rows // self.group_size, rows % self.group_size
+        idx, pos = [], []
+        for k, g in enumerate(groups.tolist()):
+            mine = torch.nonzero(group == g).flatten()
+            idx.append(mine)
+            pos.append(k * self.group_size + within[mine])
+        return torch.cat(idx), torch.cat(pos)
 
     def mine(self, full: Tensor, dim: int = 0) -> Tensor:
         """This rank's rows (along ``dim``) of a per-row tensor that every rank holds for whole groups, such
@@ -308,5 +400,9 @@ class BatchLayout:
         if self.processes == 1:
             return local
         moved = local.movedim(dim, 0)
-        parts = gather_cat(moved).reshape(self.processes, -1, self.share, *moved.shape[1:])
-        return parts.transpose(0, 1).reshape(-1, *moved.shape[1:]).movedim(0, dim)
+        return self.from_ranks(gather_cat(moved)).movedim(0, dim)
+
+    def from_ranks(self, stacked: Tensor) -> Tensor:
+        """Every rank's rows (dim 0) concatenated in rank order, put back in group-major order."""
+        parts = stacked.reshape(self.processes, -1, self.piece, *stacked.shape[1:])
+        return parts.transpose(0, 1).reshape(-1, *stacked.shape[1:])

@@ -4,18 +4,17 @@
 from __future__ import annotations
 
 from tdmr1.errors import ConfigError
-from tdmr1.r1.config import RLConfig
+from tdmr1.r1.config import RLConfig, batch_layout
 from tdmr1.r1.surrogate.explicit import ExplicitSurrogate
 from tdmr1.r1.surrogate.implicit import ImplicitSurrogate
 from tdmr1.tdm.system import FewStepSystem
-from tdmr1.training.distributed import mean_over_ranks
 
 Surrogate = ImplicitSurrogate | ExplicitSurrogate
 
 
 def make_surrogate(system: FewStepSystem, cfg: RLConfig, processes: int) -> Surrogate:
     """The surrogate ``cfg.surrogate`` names; the explicit one taps the embedded UNet's mid block."""
-    group_reduce = mean_over_ranks if processes > 1 else None  # each process holds a share of every group
+    group_reduce = batch_layout(cfg, 0, processes).group_reduce  # several processes: whole groups' means
     if cfg.surrogate == "implicit":
         return ImplicitSurrogate(system, cfg, group_reduce)
     denoiser = system.model.denoiser
