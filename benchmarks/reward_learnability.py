@@ -164,6 +164,30 @@ def batches_of_run_state(path: Path, tags: list[str]) -> list[Batch]:
     return out
 
 
+def table(results: dict) -> str:
+    """Markdown: each (setting, loss, images) row's final held-out ranking per tag, mean +- sd over seeds."""
+    rows: dict[str, list[dict]] = {}
+    for key, run in results.items():
+        if "-seed" in key and "final_heldout" in run:
+            rows.setdefault(key.rsplit("-seed", 1)[0], []).append(run["final_heldout"])
+    tags = sorted({t for runs in rows.values() for r in runs for t in r if t not in ("step", "passes")} - {"all"})
+    lines = [
+        "| run | seeds | passes | all | " + " | ".join(tags) + " |",
+        "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in tags) + " |",
+    ]
+    for name, runs in rows.items():
+
+        def cell(t: str, runs: list[dict] = runs) -> str:
+            v = torch.tensor([r[t] for r in runs if t in r], dtype=torch.float64)
+            if len(v) == 0:
+                return "-"
+            return f"{v.mean():.3f}" + (f" +- {v.std():.3f}" if len(v) > 1 else "")
+
+        passes = runs[0].get("passes", "-")
+        lines.append(f"| {name} | {len(runs)} | {passes} | {cell('all')} | " + " | ".join(cell(t) for t in tags) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--batches", type=int, default=288, help="training rollout batches of 8 prompts x 8 images")
@@ -183,7 +207,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=DEFAULT_OUT)
     ap.add_argument("--from-state", type=Path, default=None, help="use a run's stored labelled batches (state.pt)")
+    ap.add_argument("--table", action="store_true", help="print the markdown table of --out's results and stop")
     args = ap.parse_args()
+    if args.table:
+        print(table(json.loads(Path(args.out).read_text())))
+        return
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     world = next((kv.split("=", 1)[1] for kv in args.set if kv.startswith("world=")), "shapes")

@@ -102,6 +102,7 @@ def _bradley_terry(rank: int, world: int) -> dict:
         "weights": layout.gather_rows(weights),
         "grad_d": layout.gather_rows(d.grad) / world,
         "grad_r": layout.gather_rows(r.grad) / world,
+        "grad_mse": layout.gather_rows(r_mse.grad) / world,
         "loss": mean_over_ranks(loss.detach()).item(),
         "loss_r": mean_over_ranks(loss_r.detach()).item(),
     }
@@ -218,12 +219,14 @@ def _group_losses(rank: int, world: int) -> dict:
     weights = bt_group_weights(adv, d, d_ref, group, 2.0, layout.group_reduce)
     loss, _ = surrogate_loss(d, d_ref, adv, group, 2.0, group_reduce=layout.group_reduce)
     loss_r = explicit_surrogate_loss(r, adv, group, 2.0, layout.group_reduce)
-    mse = explicit_regression_loss(r, adv, group, w, layout.group_reduce)
-    (loss + loss_r).backward()
+    r_mse = r.detach().clone().requires_grad_(True)
+    mse = explicit_regression_loss(r_mse, adv, group, w, layout.group_reduce)
+    (loss + loss_r + mse).backward()
     return {
         "weights": layout.gather_rows(weights),
         "grad_d": layout.gather_rows(d.grad) / world,
         "grad_r": layout.gather_rows(r.grad) / world,
+        "grad_mse": layout.gather_rows(r_mse.grad) / world,
         "loss": mean_over_ranks(loss.detach()).item(),
         "loss_r": mean_over_ranks(loss_r.detach()).item(),
         "mse": mean_over_ranks(mse.detach()).item(),

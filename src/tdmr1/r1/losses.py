@@ -134,9 +134,15 @@ def explicit_regression_loss(
     r: Tensor, adv: Tensor, group: Tensor, weight: Tensor, group_reduce: GroupReduce | None = None
 ) -> Tensor:
     """Within-prompt regression of an explicit reward: mean of weight * (r - mean_group(r) - A)^2, the
-    advantages A being centred per group already (a loss that does not saturate, unlike Bradley-Terry)."""
-    centred = r - group_mean(r, group, group_reduce)
-    return (weight * (centred - adv).pow(2)).mean()
+    advantages A being centred per group already (a loss that does not saturate, unlike Bradley-Terry).
+    With ``group_reduce`` the group mean's gradient term is the whole group's (-mean_group(weight * err)),
+    not that of this process's rows: after gradient averaging, W processes get one process's gradient."""
+    if group_reduce is None:
+        centred = r - group_mean(r, group)
+        return (weight * (centred - adv).pow(2)).mean()
+    err = r - group_mean(r.detach(), group, group_reduce) - adv
+    whole = group_mean((weight * err).detach(), group, group_reduce)  # mean_group(weight * err), whole group
+    return (weight * err.pow(2)).mean() - 2 * (r * whole - (r * whole).detach()).mean()
 
 
 def explicit_reward_direction(grad: Tensor, step: float) -> Tensor:

@@ -297,7 +297,7 @@ class BatchLayout:
             raise ConfigError(
                 f"group_size {group_size} does not split evenly over {processes} processes, nor does a "
                 f"micro-batch of minibatch_groups {minibatch_groups} x {group_size} = {images} images: "
-                f"minibatch_groups must be a multiple of {least} (or set per_device_batch)"
+                f"minibatch_groups must be a multiple of {least} (or, on a scale config, set per_device_batch)"
             )
         return cls(group_size, groups, processes, images // processes, rank)
 
