@@ -82,30 +82,7 @@ def _train(student: Path, variant: str, out: Path) -> dict:
 
 def _bradley_terry(rank: int, world: int) -> dict:
     """Group weights and loss gradients of this rank's rows (2 groups x 4 rows, 2 rows of each per rank)."""
-    from tdmr1.r1.losses import bt_group_weights, explicit_surrogate_loss, surrogate_loss
-    from tdmr1.training.distributed import mean_over_ranks
-
-    layout = BatchLayout(group_size=4, groups=2, processes=world, per_device_batch=8 // world, rank=rank)
-    g = torch.Generator().manual_seed(5)
-    d, d_ref, adv, r = (torch.rand(8, generator=g) for _ in range(4))
-    group = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
-    d, d_ref, adv, r, group = (layout.mine(t) for t in (d, d_ref, adv, r, group))
-    reduce = layout.group_reduce  # None for one process
-    d.requires_grad_(True)
-    r.requires_grad_(True)
-    weights = bt_group_weights(adv, d, d_ref, group, 2.0, reduce)
-    loss, _ = surrogate_loss(d, d_ref, adv, group, 2.0, group_reduce=reduce)
-    loss_r = explicit_surrogate_loss(r, adv, group, 2.0, reduce)
-    (loss + loss_r).backward()
-    # gradients are averaged over processes: this rank's share of the whole batch's gradient is grad / world
-    return {
-        "weights": layout.gather_rows(weights),
-        "grad_d": layout.gather_rows(d.grad) / world,
-        "grad_r": layout.gather_rows(r.grad) / world,
-        "grad_mse": layout.gather_rows(r_mse.grad) / world,
-        "loss": mean_over_ranks(loss.detach()).item(),
-        "loss_r": mean_over_ranks(loss_r.detach()).item(),
-    }
+    return _group_losses(rank, world, group_size=4, groups=2)
 
 
 def _worker(rank: int, world: int, init_file: str, out_dir: str, student: str) -> None:
@@ -203,16 +180,18 @@ def _span_iteration(student: Path, out: Path) -> dict:
     return {"stats": stats, "adv": advantages[0], "weights": _weights(trainer), "spans": trainer.layout.spans}
 
 
-def _group_losses(rank: int, world: int) -> dict:
-    """Group weights and loss gradients of this rank's rows of 6 groups of 6 rows in micro-batches of 9 rows a
-    process on 4 processes: groups 1 and 4 lie 3 rows on each of two ranks, the others on one."""
+def _group_losses(rank: int, world: int, group_size: int = 6, groups: int = 6) -> dict:
+    """Group weights and loss gradients of this rank's rows of ``groups`` groups of ``group_size`` rows, one
+    micro-batch (default: 6 x 6 on 4 processes, 9 rows a process: groups 1 and 4 lie 3 rows on each of two
+    ranks, the others on one); gradients are averaged over processes, so this rank's share is grad / world."""
     from tdmr1.r1.losses import bt_group_weights, explicit_regression_loss, explicit_surrogate_loss, surrogate_loss
     from tdmr1.training.distributed import mean_over_ranks
 
-    layout = BatchLayout(group_size=6, groups=6, processes=world, per_device_batch=36 // world, rank=rank)
+    n = group_size * groups
+    layout = BatchLayout(group_size, groups, processes=world, per_device_batch=n // world, rank=rank)
     g = torch.Generator().manual_seed(5)
-    d, d_ref, adv, r, w = (torch.rand(36, generator=g) for _ in range(5))
-    group = torch.arange(6).repeat_interleave(6)
+    d, d_ref, adv, r, w = (torch.rand(n, generator=g) for _ in range(5))
+    group = torch.arange(groups).repeat_interleave(group_size)
     d, d_ref, adv, r, w, group = (layout.mine(t) for t in (d, d_ref, adv, r, w, group))
     d.requires_grad_(True)
     r.requires_grad_(True)
