@@ -165,15 +165,19 @@ def batches_of_run_state(path: Path, tags: list[str]) -> list[Batch]:
 
 
 def table(results: dict) -> str:
-    """Markdown: each (setting, loss, images) row's final held-out ranking per tag, mean +- sd over seeds."""
+    """Markdown: each (setting, loss, images) row's final held-out ranking per tag and its best overall along
+    the run (``best all``), mean +- sd over seeds."""
     rows: dict[str, list[dict]] = {}
     for key, run in results.items():
         if "-seed" in key and "final_heldout" in run:
-            rows.setdefault(key.rsplit("-seed", 1)[0], []).append(run["final_heldout"])
-    tags = sorted({t for runs in rows.values() for r in runs for t in r if t not in ("step", "passes")} - {"all"})
+            rows.setdefault(key.rsplit("-seed", 1)[0], []).append(
+                {**run["final_heldout"], "best all": run.get("best_heldout", float("nan"))}
+            )
+    keys = {t for runs in rows.values() for r in runs for t in r}
+    tags = sorted(keys - {"step", "passes", "all", "best all"})
     lines = [
-        "| run | seeds | passes | all | " + " | ".join(tags) + " |",
-        "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in tags) + " |",
+        "| run | seeds | passes | all | best all | " + " | ".join(tags) + " |",
+        "| --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in tags) + " |",
     ]
     for name, runs in rows.items():
 
@@ -184,7 +188,8 @@ def table(results: dict) -> str:
             return f"{v.mean():.3f}" + (f" +- {v.std():.3f}" if len(v) > 1 else "")
 
         passes = runs[0].get("passes", "-")
-        lines.append(f"| {name} | {len(runs)} | {passes} | {cell('all')} | " + " | ".join(cell(t) for t in tags) + " |")
+        cells = [cell(t) for t in ("all", "best all", *tags)]
+        lines.append(f"| {name} | {len(runs)} | {passes} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -63,9 +63,11 @@ def test_control_rewards_and_advantages_follow_brightness(bench):
 
 def test_table_averages_each_setting_over_its_seeds(bench):
     final = [{"all": 0.3, "counting": 0.6, "step": 9}, {"all": 0.5, "counting": 0.8, "step": 9}]
-    results = {f"balanced-tau0-0-mse-4096-seed{s}": {"final_heldout": f} for s, f in enumerate(final)}
+    results = {
+        f"balanced-tau0-0-mse-4096-seed{s}": {"final_heldout": f, "best_heldout": 0.6} for s, f in enumerate(final)
+    }
     results["mse-1024"] = {"epochs": 3}  # an older entry without seeds is left out
     lines = bench.table(results).splitlines()
     assert lines[0].startswith("| run | seeds |") and "counting" in lines[0] and len(lines) == 3
     assert "| balanced-tau0-0-mse-4096 | 2 |" in lines[2]
-    assert "0.400 +- 0.141" in lines[2] and "0.700 +- 0.141" in lines[2]
+    assert "0.400 +- 0.141 | 0.600 +- 0.000" in lines[2] and "0.700 +- 0.141" in lines[2]
