@@ -85,6 +85,27 @@ def _teacher_results(checkpoints: Path, world: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _student_path(checkpoints: str | Path, world: str) -> Path:
+    """Where the world's shipped 4-step student is (``checkpoints`` names the shipped models wherever
+    tdmr1 is installed); the path may not exist."""
+    student = Path(checkpoints) / world / "tdm4"
+    try:
+        return resolve_checkpoint(student)
+    except CheckpointError:
+        return student
+
+
+def _demo_world(world: str, checkpoints: str | Path) -> str:
+    """The world the demo runs: this one, or its ``demo_world`` (glyphs -> glyphs-compact, the level a CPU
+    trains) when only that one has a shipped student."""
+    alt = get_world(world).demo_world
+    return alt if alt and not _has_student(checkpoints, world) and _has_student(checkpoints, alt) else world
+
+
+def _has_student(checkpoints: str | Path, world: str) -> bool:
+    return (_student_path(checkpoints, world) / "adapter.safetensors").is_file()
+
+
 def run_demo(
     world: str = "shapes",
     minutes: float | None = 10.0,
@@ -96,11 +117,8 @@ def run_demo(
 ) -> Path:
     """Run the demo; returns the path of ``report.md``."""
     out = Path(out)
-    student = Path(checkpoints) / world / "tdm4"
-    try:  # "checkpoints" (the default) names the shipped models, wherever tdmr1 is installed
-        student = resolve_checkpoint(student)
-    except CheckpointError:
-        pass
+    asked, world = world, _demo_world(world, checkpoints)
+    student = _student_path(checkpoints, world)
     if (student / "config.json").is_file():  # a model for another canvas (e.g. GlyphsEval v1) stops here
         get_world(world).check_image_size(checkpoint_image_size(student), f"the student {student}")
     if not (student / "adapter.safetensors").is_file():
@@ -156,6 +174,8 @@ def run_demo(
         if m.source == "mean_score":
             body += f"\n\n{m.label} per tag:\n\n" + comparison_table(columns, tags, value="mean_score")
     spec = f" ({world_rec.spec})" if world_rec.spec else ""
+    if asked != world:
+        spec += f", the models shipped for `--world {asked}` on a CPU"
     setup = (
         f"World `{world}`{spec}, benchmark suite (seed 0), accuracy = fraction of images the reward judges "
         f"correct; overall = mean of tags. TDM-R1 ran {trainer.step} iterations of "
@@ -177,7 +197,7 @@ def run_demo(
         ),
         (
             "Reproduce",
-            f"`tdmr1 demo --world {world} --minutes {minutes}`" + (f" --iterations {iterations}" if iterations else ""),
+            f"`tdmr1 demo --world {asked} --minutes {minutes}`" + (f" --iterations {iterations}" if iterations else ""),
         ),
     ]
     (out / "results.json").write_text(
@@ -196,6 +216,7 @@ def run_demo(
                     if focus
                     else {}
                 ),
+                "world": world,
                 "iterations": trainer.step,
                 "sur_rank_by_iteration": ranking,
                 "train_seconds": round(train_seconds, 1),

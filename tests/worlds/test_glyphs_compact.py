@@ -225,3 +225,18 @@ def test_demo_names_the_missing_compact_student(tmp_path: Path) -> None:
     assert "no model is shipped for world 'glyphs-compact' yet" in msg
     assert "configs/glyphs/pretrain_compact.yaml" in msg and "configs/glyphs/distill_compact.yaml" in msg
     assert "\n" not in msg and not (tmp_path / "demo").exists()
+
+
+def test_demo_of_glyphs_runs_the_shipped_compact_models(tmp_path: Path) -> None:
+    """`tdmr1 demo --world glyphs` on a machine with only the compact (CPU) models shipped runs those."""
+    from tdmr1.demo import _demo_world
+
+    ck = tmp_path / "ck"
+    assert _demo_world("glyphs", ck) == "glyphs"  # nothing shipped: the missing-student error names glyphs
+    (ck / "glyphs-compact" / "tdm4").mkdir(parents=True)
+    (ck / "glyphs-compact" / "tdm4" / "adapter.safetensors").write_bytes(b"")
+    assert _demo_world("glyphs", ck) == "glyphs-compact"
+    assert _demo_world("glyphs-hard", ck) == "glyphs-hard" and _demo_world("shapes", ck) == "shapes"
+    (ck / "glyphs" / "tdm4").mkdir(parents=True)
+    (ck / "glyphs" / "tdm4" / "adapter.safetensors").write_bytes(b"")
+    assert _demo_world("glyphs", ck) == "glyphs"  # the standard level's own models win when shipped

@@ -72,6 +72,8 @@ class World:
         spec: one line naming the world's contract and level (``GlyphsEval v2 standard (16 px, ...)``),
             written into results beside the numbers; empty when the name says it all.
         model_hint: how to make a model for this world, appended to model/world mismatch errors.
+        demo_world: the world whose shipped models ``tdmr1 demo`` runs when this one has none (glyphs:
+            ``glyphs-compact``, the level a CPU trains); empty: none.
     """
 
     name: str
@@ -95,6 +97,7 @@ class World:
     demo_defaults: tuple[str, ...] = ()
     spec: str = ""
     model_hint: str = ""
+    demo_world: str = ""
 
     @property
     def headline(self) -> tuple[str, str]:

@@ -99,16 +99,26 @@ class OcrReward:
 
     def __call__(self, images: np.ndarray, prompts: list[str], metadata: list[Mapping[str, Any]]) -> RewardOutput:
         validate_images(images)
-        if len(prompts) != len(images) or len(metadata) != len(images):
-            raise DataError(f"got {len(images)} images, {len(prompts)} prompts and {len(metadata)} metadata dicts")
-        targets = [target_text(p, md) for p, md in zip(prompts, metadata, strict=True)]
-        preds = [normalize_prediction(t) for t in read_texts(images, self.threads, self.batch_size)]
-        scores = np.array([text_accuracy(p, t) for p, t in zip(preds, targets, strict=True)], dtype=np.float32)
-        return RewardOutput(
-            scores=scores,
-            info={
-                "correct": [exact(p, t) for p, t in zip(preds, targets, strict=True)],
-                "reason": [f"read {p!r} for {t!r}" for p, t in zip(preds, targets, strict=True)],
-                "pred": preds,
-            },
-        )
+        check_lengths(images, prompts, metadata)
+        return score_texts(read_texts(images, self.threads, self.batch_size), prompts, metadata, "read")
+
+
+def check_lengths(images: np.ndarray, prompts: list[str], metadata: list[Mapping[str, Any]]) -> None:
+    """DataError unless there is one prompt and one metadata dict per image."""
+    if len(prompts) != len(images) or len(metadata) != len(images):
+        raise DataError(f"got {len(images)} images, {len(prompts)} prompts and {len(metadata)} metadata dicts")
+
+
+def score_texts(texts: list[str], prompts: list[str], metadata: list[Mapping[str, Any]], verb: str) -> RewardOutput:
+    """An OCR engine's raw texts scored against the prompts' quoted text: ``scores`` the spec's OCR accuracy,
+    ``info`` ``correct`` (exact match), ``reason`` (``"<verb> 'PRED' for 'TARGET'"``), ``pred`` (normalised)."""
+    targets = [target_text(p, md) for p, md in zip(prompts, metadata, strict=True)]
+    pairs = [(normalize_prediction(t), target) for t, target in zip(texts, targets, strict=True)]
+    return RewardOutput(
+        scores=np.array([text_accuracy(p, t) for p, t in pairs], dtype=np.float32),
+        info={
+            "correct": [exact(p, t) for p, t in pairs],
+            "reason": [f"{verb} {p!r} for {t!r}" for p, t in pairs],
+            "pred": [p for p, _ in pairs],
+        },
+    )

@@ -101,4 +101,5 @@ def make_world(level: Level | str = STANDARD) -> World:
         rl_defaults=RL_DEFAULTS,
         spec=lvl.describe(),
         model_hint=model_hint(lvl),
+        demo_world=COMPACT.world_name if lvl == STANDARD else "",
     )
