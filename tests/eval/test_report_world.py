@@ -13,7 +13,7 @@ def test_headline_is_the_worlds_first_metric():
 
 def test_quality_keys_name_each_worlds_proxy():
     assert get_world("shapes").quality_keys() == ["off_palette_fraction"]
-    assert get_world("glyphs").quality_keys() == ["gray_fraction"]
+    assert get_world("glyphs").quality_keys() == ["gray_fraction", "ink_fraction"]
 
 
 def test_glyphs_rl_defaults_are_the_ocr_column():

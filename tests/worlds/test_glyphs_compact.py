@@ -82,8 +82,8 @@ def test_renders_and_training_batches_are_32x64() -> None:
     images, captions = world.training_batch(np.random.default_rng(0), 5)
     assert images.shape == (5, 32, 64, 3) and len(captions) == 5
     assert all(len(parse_target(c)) in LENGTHS and parse_target(c) not in held_out(COMPACT) for c in captions)
-    assert set(world.quality(images)) == {"gray_fraction"}
-    assert world.quality_keys() == ["gray_fraction"]
+    assert set(world.quality(images)) == {"gray_fraction", "ink_fraction"}
+    assert world.quality_keys() == ["gray_fraction", "ink_fraction"]
 
 
 def test_every_benchmark_word_is_centred_and_never_clipped() -> None:

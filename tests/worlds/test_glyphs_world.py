@@ -29,6 +29,7 @@ from tdmr1.worlds.glyphs import (
     get_level,
     gray_fraction,
     held_out,
+    ink_fraction,
     levenshtein,
     parse_target,
     read_prompt_file,
@@ -102,6 +103,14 @@ def test_gray_fraction_of_clean_and_blurred_renders() -> None:
     assert gray_fraction(blurred) > 1.5 * gray_fraction(clean)
     assert gray_fraction(np.full((2, 32, 128, 3), 128, np.uint8)) == 1.0
     assert gray_fraction(np.zeros((0, 32, 128, 3), np.uint8)) == 0.0
+
+
+def test_ink_fraction_of_clean_bold_and_blank_renders() -> None:
+    clean = render_texts(benchmark_lexicon()[:50])
+    assert 0.03 < ink_fraction(clean) < 0.3  # letters on a mostly white sign
+    bold = np.minimum(clean, np.roll(clean, 1, axis=2))  # strokes one pixel wider
+    assert ink_fraction(bold) > 1.2 * ink_fraction(clean)
+    assert ink_fraction(np.full((2, 32, 128, 3), 255, np.uint8)) == 0.0 == ink_fraction(np.zeros((0, 32, 128, 3)))
 
 
 # ---------------------------------------------------------------- lexicons
@@ -317,7 +326,7 @@ def test_registry_and_world_record() -> None:
     assert len(sliced) == 25 and {md["tag"] for md in sliced} == set(world.tags)  # 5 words of each length
     md = world.benchmark_suite()[3]
     assert np.array_equal(world.render_oracle(md, np.random.default_rng(0)), render_text(md["text"]))
-    assert set(world.quality(render_texts(["ABCD"]))) == {"gray_fraction"}
+    assert set(world.quality(render_texts(["ABCD"]))) == {"gray_fraction", "ink_fraction"}
     assert [m.key for m in world.metrics] == ["ocr_accuracy", "exact_match"]
     assert get_world("shapes").metrics == ()
     hard = get_world("glyphs-hard")

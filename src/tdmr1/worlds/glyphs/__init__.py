@@ -17,7 +17,7 @@ from tdmr1.worlds.glyphs.prompts import (
     resolve_metadata,
     training_prompts,
 )
-from tdmr1.worlds.glyphs.quality import gray_fraction
+from tdmr1.worlds.glyphs.quality import gray_fraction, ink_fraction
 from tdmr1.worlds.glyphs.render import render_text, render_texts, text_width
 from tdmr1.worlds.glyphs.world import make_world, render_oracle
 
@@ -36,6 +36,7 @@ __all__ = [
     "exact",
     "get_level",
     "gray_fraction",
+    "ink_fraction",
     "held_out",
     "length_tag",
     "levenshtein",

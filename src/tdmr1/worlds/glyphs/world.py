@@ -24,7 +24,7 @@ from tdmr1.worlds.glyphs.prompts import (
     target_text,
     training_prompts,
 )
-from tdmr1.worlds.glyphs.quality import gray_fraction
+from tdmr1.worlds.glyphs.quality import quality
 from tdmr1.worlds.glyphs.render import render_text
 
 #: The authors' OCR column of docs/METHOD.md sec. 4 (beta 10, surrogate CFG 4.5, t_min 300/1000 for both
@@ -96,7 +96,7 @@ def make_world(level: Level | str = STANDARD) -> World:
         resolve_metadata=resolve_metadata,
         vocabulary=vocabulary,
         grid_prompts=partial(grid_prompts, lvl),
-        quality=lambda images: {"gray_fraction": gray_fraction(images)},
+        quality=quality,
         metrics=METRICS,
         rl_defaults=RL_DEFAULTS,
         spec=lvl.describe(),
