@@ -81,13 +81,15 @@ def train(
     tau_range: tuple[float, float] = (0.0, 0.0),
     batch_images: int = 128,
     evals: int = 10,
+    prompt: str = "mean",
 ) -> dict:
     """``steps`` AdamW steps of ``batch_images`` random training images each; held-out ranking ``evals`` times."""
     torch.manual_seed(seed)
     gen = torch.Generator(device=train_set[0]["x"].device).manual_seed(seed)
     data = joined(train_set)
     x = data["x"]
-    model = PixelRewardHead(x.shape[1], data["hidden"].shape[-1], tuple(x.shape[-2:]), width).to(x.device)
+    model = PixelRewardHead(x.shape[1], data["hidden"].shape[-1], tuple(x.shape[-2:]), width, prompt=prompt)
+    model = model.to(x.device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     groups = torch.unique(data["group"])
     per_group = len(x) // len(groups)
@@ -203,6 +205,7 @@ def main() -> None:
     ap.add_argument("--batch-images", type=int, default=128, help="images per optimizer step")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--width", type=int, default=32, help="reward model width")
+    ap.add_argument("--prompt", nargs="+", default=["mean"], choices=["mean", "attention"], help="prompt conditioning")
     ap.add_argument("--tau", type=float, nargs=2, default=[0.0, 0.0], help="noise levels of training and scoring")
     ap.add_argument("--seed", type=int, default=3, help="rollout seed")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="learner seeds")
@@ -235,30 +238,39 @@ def main() -> None:
     results = json.loads(out.read_text()) if out.is_file() else {}
     tau = (float(args.tau[0]), float(args.tau[1]))
     stream = next((s.split("=", 1)[1] for s in args.set if s.startswith("prompt_stream=")), "balanced")
-    for kind in args.loss:
-        for size in args.sizes:
-            n_batches = min(len(train_all), max(1, size // 64))
-            for seed in args.seeds:
-                t0 = time.time()
-                run = train(
-                    train_all[:n_batches], held, kind, args.steps, args.lr, seed, args.width, tau, args.batch_images
-                )
-                final = run["history"][-1]
-                run.update(
-                    images=64 * n_batches,
-                    heldout_images=64 * len(held),
-                    stream=stream,
-                    tau=list(tau),
-                    best_heldout=max(h["all"] for h in run["history"]),
-                    final_heldout=final,
-                    seconds=round(time.time() - t0, 1),
-                    machine=f"{platform.machine()}, {args.threads} thread(s), {device}",
-                    command="python " + " ".join(sys.argv),
-                )
-                prefix = f"{args.control + '-' if args.control else ''}{stream}-tau{tau[0]:g}-{tau[1]:g}-"
-                results[f"{prefix}{kind}-{64 * n_batches}-seed{seed}"] = run
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_text(json.dumps(results, indent=2))
+    runs = [(p, k, s, seed) for p in args.prompt for k in args.loss for s in args.sizes for seed in args.seeds]
+    for prompt, kind, size, seed in runs:
+        n_batches = min(len(train_all), max(1, size // 64))
+        t0 = time.time()
+        run = train(
+            train_all[:n_batches],
+            held,
+            kind,
+            args.steps,
+            args.lr,
+            seed,
+            args.width,
+            tau,
+            args.batch_images,
+            prompt=prompt,
+        )
+        final = run["history"][-1]
+        run.update(
+            images=64 * n_batches,
+            heldout_images=64 * len(held),
+            stream=stream,
+            tau=list(tau),
+            best_heldout=max(h["all"] for h in run["history"]),
+            final_heldout=final,
+            seconds=round(time.time() - t0, 1),
+            machine=f"{platform.machine()}, {args.threads} thread(s), {device}",
+            command="python " + " ".join(sys.argv),
+        )
+        prefix = f"{args.control + '-' if args.control else ''}{stream}-tau{tau[0]:g}-{tau[1]:g}-"
+        prefix += "" if prompt == "mean" else f"{prompt}-"
+        results[f"{prefix}{kind}-{64 * n_batches}-seed{seed}"] = run
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -71,3 +71,43 @@ def test_table_averages_each_setting_over_its_seeds(bench):
     assert lines[0].startswith("| run | seeds |") and "counting" in lines[0] and len(lines) == 3
     assert "| balanced-tau0-0-mse-4096 | 2 |" in lines[2]
     assert "0.400 +- 0.141 | 0.600 +- 0.000" in lines[2] and "0.700 +- 0.141" in lines[2]
+
+
+def _binding_batches(n: int, seed: int) -> list[dict[str, torch.Tensor]]:
+    """A reward only an order-aware learner can see: each prompt's two tokens say (content + position) "a
+    first" or "b first", the same masked mean either way; the reward is 1 when the image's bright half is the
+    left one for "a first", the right one for "b first"."""
+    from tdmr1.r1.losses import group_advantages
+
+    gen, eye, out = torch.Generator().manual_seed(seed), torch.eye(8), []
+    for i in range(n):
+        order = torch.randint(0, 2, (8,), generator=gen).repeat_interleave(8)  # per prompt
+        side = torch.randint(0, 2, (64,), generator=gen)  # per image: left or right half bright
+        cols = torch.arange(16)[None, :] >= 8
+        bright = cols == side[:, None].bool()  # [64, 16]
+        x = torch.where(bright[:, None, None, :], 1.0, -1.0).expand(64, 3, 16, 16).clone()
+        x = (x + 0.2 * torch.randn(x.shape, generator=gen)).clamp(-1, 1)
+        first = torch.where(order[:, None] == 0, eye[0], eye[1])
+        second = torch.where(order[:, None] == 0, eye[1], eye[0])
+        rewards, group = (side == order).float(), torch.arange(8).repeat_interleave(8) + 8 * i
+        out.append(
+            {
+                "x": x,
+                "hidden": torch.stack([first + eye[2], second + eye[3]], 1),
+                "mask": torch.ones(64, 2, dtype=torch.long),
+                "group": group,
+                "tag": order,
+                "rewards": rewards,
+                "adv": group_advantages(rewards, group),
+            }
+        )
+    return out
+
+
+def test_attention_conditioning_ranks_a_binding_reward_the_masked_mean_cannot(bench):
+    train, held = _binding_batches(6, 0), _binding_batches(2, 1)
+    final = {}
+    for prompt in ("mean", "attention"):
+        run = bench.train(train, held, "mse", steps=40, lr=3e-3, seed=0, width=8, batch_images=64, prompt=prompt)
+        final[prompt] = run["history"][-1]["all"]
+    assert abs(final["mean"]) < 0.2 and final["attention"] > 0.8, final

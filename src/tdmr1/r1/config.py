@@ -79,6 +79,11 @@ class RLSettings:
         "explicit surrogate's input: the frozen base's mid-block features + pooled pixels, or the pixels alone "
         "(a small level-aware CNN, no backbone forward: cheap enough for many surrogate steps)",
     )
+    explicit_prompt: Literal["mean", "attention"] = option(
+        "mean",
+        "pixel reward head's prompt conditioning: FiLM from the masked-mean token states, or also cross-attention "
+        "to the tokens (order-aware: which colour goes with which shape, which letter where)",
+    )
     explicit_loss: Literal["bt", "mse"] = option(
         "bt", "explicit surrogate's loss: group Bradley-Terry, or within-prompt regression of the advantages"
     )
@@ -204,6 +209,8 @@ class RLConfig(RunConfig, RLSettings):
             raise ConfigError("surrogate_warmup needs surrogate_replay >= surrogate_warmup, and steps need batches")
         if self.t_max_reward is not None and not self.t_min_reward < self.t_max_reward <= 1.0:
             raise ConfigError("t_max_reward must be in (t_min_reward, 1]")
+        if self.explicit_prompt != "mean" and self.explicit_input != "pixels":
+            raise ConfigError("explicit_prompt=attention is an option of the pixel head: set explicit_input=pixels")
         if self.surrogate_init is not None and self.surrogate != "explicit":
             raise ConfigError("surrogate_init loads a reward head: it needs surrogate=explicit")
         if self.reward_gate is not None and not (self.sur_rank_every and -1.0 <= self.reward_gate <= 1.0):

@@ -39,7 +39,9 @@ class ExplicitSurrogate:
         channels, *size = system.model.image_shape
         self.pixels = cfg.explicit_input == "pixels"
         if self.pixels:
-            head: nn.Module = PixelRewardHead(channels, text_dim, tuple(size), width=cfg.head_width)
+            head: nn.Module = PixelRewardHead(
+                channels, text_dim, tuple(size), width=cfg.head_width, prompt=cfg.explicit_prompt
+            )
         else:
             head = RewardHead(in_channels, text_dim, channels, width=cfg.head_width)
         self.head = head.to(system.device)

@@ -67,14 +67,43 @@ class RewardHead(nn.Module):
         return self.out(h.mean(dim=(2, 3))).squeeze(1)
 
 
+class PromptAttention(nn.Module):
+    """Residual cross-attention of every image position to the prompt's token states (padding masked):
+    order-aware prompt conditioning, where a masked mean forgets which word or letter came where."""
+
+    def __init__(self, channels: int, text_dim: int, heads: int = 4):
+        super().__init__()
+        self.norm = nn.GroupNorm(8, channels)
+        self.attn = nn.MultiheadAttention(channels, heads, kdim=text_dim, vdim=text_dim, batch_first=True)
+
+    def forward(self, h: Tensor, hidden: Tensor, mask: Tensor) -> Tensor:
+        n, c, height, width = h.shape
+        query = self.norm(h).flatten(2).transpose(1, 2)
+        tokens = hidden.float()
+        out, _ = self.attn(query, tokens, tokens, key_padding_mask=~mask.bool(), need_weights=False)
+        return h + out.transpose(1, 2).reshape(n, c, height, width)
+
+
 class PixelRewardHead(nn.Module):
     """r(x_tau, tau, prompt) read from the pixels alone (no backbone forward): four convs with coordinate
-    channels (full size -> a quarter), FiLM from the level and the masked-mean prompt embedding, mean pool.
+    channels (full size -> a quarter), FiLM from the level and the masked-mean prompt embedding, mean pool;
+    ``prompt="attention"`` adds cross-attention to the prompt's tokens at the quarter size.
     The learner of ``benchmarks/reward_learnability.py`` made level-aware; cheap enough for many steps."""
 
-    def __init__(self, image_channels: int, text_dim: int, size: tuple[int, int], width: int = 32, level_dim: int = 64):
+    def __init__(
+        self,
+        image_channels: int,
+        text_dim: int,
+        size: tuple[int, int],
+        width: int = 32,
+        level_dim: int = 64,
+        prompt: str = "mean",
+    ):
         super().__init__()
+        if prompt not in ("mean", "attention"):
+            raise ValueError(f"prompt conditioning must be 'mean' or 'attention', got {prompt!r}")
         self.level_dim = level_dim
+        self.attend = PromptAttention(2 * width, text_dim) if prompt == "attention" else None
         self.c1 = nn.Conv2d(image_channels + 2, width, 3, padding=1)
         self.c2 = nn.Conv2d(width, width, 3, padding=1, stride=2)
         self.c3 = nn.Conv2d(width, 2 * width, 3, padding=1, stride=2)
@@ -101,5 +130,7 @@ class PixelRewardHead(nn.Module):
         h = nn.functional.silu(self.c1(x))
         h = nn.functional.silu(self.c2(self._film(h, self.film1(context))))
         h = nn.functional.silu(self.c3(h))
+        if self.attend is not None:
+            h = self.attend(h, hidden, mask)
         h = nn.functional.silu(self.c4(self._film(h, self.film3(context))))
         return self.out(h.mean(dim=(2, 3))).squeeze(1)

@@ -17,7 +17,9 @@ from tdmr1.utils.io import atomic_writer
 #: The file a run writes after its surrogate warm-up, and the name looked for in a folder.
 WARMUP_FILE = "surrogate_warmup.safetensors"
 #: The head fields that must match for the weights to mean the same thing.
-SHAPE_KEYS = ("explicit_input", "head_width", "t_min_surrogate", "t_max_surrogate")
+SHAPE_KEYS = ("explicit_input", "explicit_prompt", "head_width", "t_min_surrogate", "t_max_surrogate")
+#: What a file written before a key existed was made with.
+SHAPE_DEFAULTS = {"explicit_prompt": "mean"}
 
 
 def save_head(head, path: Path, cfg: RLConfig, extra: dict | None = None) -> Path:
@@ -45,7 +47,8 @@ def load_head(head, source: str | Path, cfg: RLConfig) -> dict:
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"surrogate_init {path}: not a reward head file ({exc})") from None
     wanted = {k: getattr(cfg, k) for k in SHAPE_KEYS} | {"world": cfg.world}
-    differ = {k: (meta.get(k), v) for k, v in wanted.items() if meta.get(k) != v}
+    made = SHAPE_DEFAULTS | meta
+    differ = {k: (made.get(k), v) for k, v in wanted.items() if made.get(k) != v}
     if differ:
         said = ", ".join(f"{k} {a!r} (this run: {b!r})" for k, (a, b) in differ.items())
         raise CheckpointError(f"surrogate_init {path} was made with other settings: {said}")
